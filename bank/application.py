@@ -1,0 +1,379 @@
+"""BankApplication: the bank's commands and queries over the event store."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import PersistenceError, RecordConflictError
+
+from bank.domain import (
+    Account,
+    AccountAlreadyExistsError,
+    AccountNotFoundError,
+    ConcurrencyError,
+    InvalidCommandError,
+    normalise_account_id,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsourcing.application import ProjectorFunction
+    from eventsourcing.utils import Environment, EnvType
+
+logger = logging.getLogger(__name__)
+
+AccountId = str | int
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """An account's state right after a command, detached from the aggregate."""
+
+    account_id: str
+    owner_email: str
+    balance_in_cents: int
+    overdraft_limit_in_cents: int
+    is_closed: bool
+    version: int
+
+    @classmethod
+    def of(cls, account: Account) -> AccountState:
+        """Copy the public state of an account."""
+        return cls(
+            account_id=account.account_id,
+            owner_email=account.owner_email,
+            balance_in_cents=account.balance_in_cents,
+            overdraft_limit_in_cents=account.overdraft_limit_in_cents,
+            is_closed=account.is_closed,
+            version=account.version,
+        )
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What an accepted command changed: the accounts it touched, in order."""
+
+    accounts: tuple[AccountState, ...]
+    transfer_id: str | None = None
+
+    @property
+    def account(self) -> AccountState:
+        """The first (for most commands the only) account touched."""
+        return self.accounts[0]
+
+
+class Accounts:
+    """The accounts one unit of work reads and changes, each loaded once."""
+
+    def __init__(self, app: BankApplication) -> None:
+        self._app = app
+        self._loaded: dict[str, Account] = {}
+        self.opened: list[Account] = []
+
+    def get(self, account_id: AccountId) -> Account:
+        """Load an account (once per unit of work)."""
+        account_id = normalise_account_id(account_id)
+        try:
+            return self._loaded[account_id]
+        except KeyError:
+            account = self._app.load_account(account_id)
+            self._loaded[account_id] = account
+            return account
+
+    def add(self, account: Account) -> None:
+        """Take in a newly opened account."""
+        if account.account_id in self._loaded:
+            raise AccountAlreadyExistsError(
+                f"Account {account.account_id} already exists.",
+                account_id=account.account_id,
+            )
+        self._loaded[account.account_id] = account
+        self.opened.append(account)
+
+    def changed(self) -> list[Account]:
+        """The accounts with events still to be saved."""
+        return [account for account in self._loaded.values() if account.pending_events]
+
+
+class Command(Protocol):
+    """A request to change accounts, run inside one unit of work."""
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Apply the command to the accounts it names."""
+        ...
+
+
+@dataclass(frozen=True)
+class OpenAccount:
+    """Open an account, with a client-chosen id or a fresh one."""
+
+    owner_email: str
+    account_id: AccountId | None = None
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Open the account."""
+        account_id = self.account_id
+        account = Account.open(
+            self.owner_email, str(uuid.uuid4()) if account_id is None else account_id
+        )
+        accounts.add(account)
+        return CommandResult((AccountState.of(account),))
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """Pay money into an account."""
+
+    account_id: AccountId
+    amount_in_cents: int
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Deposit the amount."""
+        account = accounts.get(self.account_id)
+        account.deposit(self.amount_in_cents)
+        return CommandResult((AccountState.of(account),))
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    """Pay money out of an account."""
+
+    account_id: AccountId
+    amount_in_cents: int
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Withdraw the amount."""
+        account = accounts.get(self.account_id)
+        account.withdraw(self.amount_in_cents)
+        return CommandResult((AccountState.of(account),))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Move money between two accounts, both halves or neither."""
+
+    from_account_id: AccountId
+    to_account_id: AccountId
+    amount_in_cents: int
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Debit one account and credit the other."""
+        source = accounts.get(self.from_account_id)
+        target = accounts.get(self.to_account_id)
+        transfer_id = str(uuid.uuid4())
+        source.send_transfer(transfer_id, target.account_id, self.amount_in_cents)
+        target.receive_transfer(transfer_id, source.account_id, self.amount_in_cents)
+        return CommandResult(
+            (AccountState.of(source), AccountState.of(target)), transfer_id
+        )
+
+
+@dataclass(frozen=True)
+class SetOverdraftLimit:
+    """Change how far below zero an account's balance may go."""
+
+    account_id: AccountId
+    overdraft_limit_in_cents: int
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Set the limit."""
+        account = accounts.get(self.account_id)
+        account.set_overdraft_limit(self.overdraft_limit_in_cents)
+        return CommandResult((AccountState.of(account),))
+
+
+@dataclass(frozen=True)
+class CloseAccount:
+    """Close an empty account for good."""
+
+    account_id: AccountId
+
+    def run(self, accounts: Accounts) -> CommandResult:
+        """Close the account."""
+        account = accounts.get(self.account_id)
+        account.close()
+        return CommandResult((AccountState.of(account),))
+
+
+class BankApplication(Application[UUID]):
+    """The bank: commands that record events, queries that replay them."""
+
+    name = "Bank"
+    env: ClassVar[dict[str, str]] = {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": "sqlite:///bank.db",
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 100}
+
+    SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
+    COMMAND_MAX_ATTEMPTS = "COMMAND_MAX_ATTEMPTS"
+    SQLITE_BUSY_TIMEOUT_SECONDS = "15"
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        interval = int(self.env.get(self.SNAPSHOT_INTERVAL) or "100")
+        # Per instance, so each application follows its own environment.
+        self.snapshotting_intervals = {Account: interval} if interval > 0 else {}  # type: ignore[misc]
+        self.max_attempts = max(1, int(self.env.get(self.COMMAND_MAX_ATTEMPTS) or "30"))
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Read the environment, then make the SQLite and schema settings safe."""
+        environment = super().construct_env(name, env)
+        for key in environment.create_keys("SQLALCHEMY_SCHEMA"):
+            # An empty schema name would qualify tables as ".bank_events".
+            if environment.get(key) == "":
+                del environment[key]
+        for key in environment.create_keys("SQLALCHEMY_URL"):
+            if key in environment:
+                environment[key] = with_sqlite_busy_timeout(
+                    environment[key], self.SQLITE_BUSY_TIMEOUT_SECONDS
+                )
+                break
+        return environment
+
+    # Commands.
+
+    def open_account(
+        self, owner_email: str, account_id: AccountId | None = None
+    ) -> str:
+        """Open an account and return its id."""
+        return self.execute(OpenAccount(owner_email, account_id))[0].account.account_id
+
+    def deposit(self, account_id: AccountId, amount_in_cents: int) -> int:
+        """Pay money in and return the new balance."""
+        result = self.execute(Deposit(account_id, amount_in_cents))[0]
+        return result.account.balance_in_cents
+
+    def withdraw(self, account_id: AccountId, amount_in_cents: int) -> int:
+        """Pay money out and return the new balance."""
+        result = self.execute(Withdraw(account_id, amount_in_cents))[0]
+        return result.account.balance_in_cents
+
+    def transfer(
+        self, from_account_id: AccountId, to_account_id: AccountId, amount_in_cents: int
+    ) -> str:
+        """Move money between two accounts atomically and return the transfer id."""
+        command = Transfer(from_account_id, to_account_id, amount_in_cents)
+        transfer_id = self.execute(command)[0].transfer_id
+        assert transfer_id is not None
+        return transfer_id
+
+    def set_overdraft_limit(
+        self, account_id: AccountId, overdraft_limit_in_cents: int
+    ) -> None:
+        """Let an account's balance go this many cents below zero."""
+        self.execute(SetOverdraftLimit(account_id, overdraft_limit_in_cents))
+
+    def close_account(self, account_id: AccountId) -> None:
+        """Close an account whose balance is zero."""
+        self.execute(CloseAccount(account_id))
+
+    def execute(self, *commands: Command) -> list[CommandResult]:
+        """Run commands as one all-or-nothing unit, retrying lost write races."""
+        for attempt in range(1, self.max_attempts + 1):
+            accounts = Accounts(self)
+            results = [command.run(accounts) for command in commands]
+            try:
+                self.save(*accounts.changed())
+            except RecordConflictError:
+                self._raise_if_already_opened(accounts.opened)
+                # Another writer saved one of these accounts first: reload and
+                # decide again, so rules are checked against the latest balance.
+                logger.debug("write conflict, attempt %d", attempt)
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+            else:
+                return results
+        raise ConcurrencyError(
+            f"The accounts kept changing under this command; gave up after "
+            f"{self.max_attempts} attempts. Retry later.",
+            attempts=self.max_attempts,
+        )
+
+    def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
+        for account in opened:
+            if list(self.events.get(account.id, limit=1)):
+                raise AccountAlreadyExistsError(
+                    f"Account {account.account_id} already exists.",
+                    account_id=account.account_id,
+                )
+
+    # Queries.
+
+    def load_account(
+        self, account_id: AccountId, version: int | None = None
+    ) -> Account:
+        """Rebuild an account from its snapshot and events (the latest by default)."""
+        account_id = normalise_account_id(account_id)
+        if version is not None and (type(version) is not int or version < 1):
+            raise InvalidCommandError(
+                "A version is a whole number from 1.", field="version"
+            )
+        try:
+            account: Account = self.repository.get(
+                Account.create_id(account_id), version=version
+            )
+        except AggregateNotFoundError:
+            raise AccountNotFoundError(
+                f"There is no account {account_id}.", account_id=account_id
+            ) from None
+        return account
+
+    def get_account(self, account_id: AccountId, version: int | None = None) -> Account:
+        """The account now, or as it was at a past version."""
+        return self.load_account(account_id, version)
+
+    def get_balance(self, account_id: AccountId) -> int:
+        """The account's current balance in cents."""
+        return self.load_account(account_id).balance_in_cents
+
+    def get_history(
+        self,
+        account_id: AccountId,
+        after_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[Account.Event]:
+        """The account's recorded events, oldest first."""
+        aggregate_id = Account.create_id(normalise_account_id(account_id))
+        events = cast(
+            "list[Account.Event]",
+            list(self.events.get(aggregate_id, gt=after_version, limit=limit)),
+        )
+        if not events and not list(self.events.get(aggregate_id, limit=1)):
+            raise AccountNotFoundError(
+                f"There is no account {account_id}.", account_id=str(account_id)
+            )
+        return events
+
+    def take_snapshot(
+        self,
+        aggregate_id: UUID,
+        version: int | None = None,
+        projector_func: ProjectorFunction[Any, Any] | None = None,
+    ) -> None:
+        """Snapshot an account; a failure is logged, never fails the command."""
+        try:
+            if projector_func is None:
+                super().take_snapshot(aggregate_id, version)
+            else:
+                super().take_snapshot(aggregate_id, version, projector_func)
+        except PersistenceError:
+            # The command's events are already committed: a missing snapshot
+            # only costs a longer replay, while raising would invite a retry.
+            logger.warning("snapshot of %s at %s failed", aggregate_id, version)
+
+
+def with_sqlite_busy_timeout(url: str, seconds: str) -> str:
+    """Add a busy timeout to a SQLite file URL so writers wait, not fail."""
+    if not url.startswith("sqlite") or "memory" in url or "timeout=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}timeout={seconds}"

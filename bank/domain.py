@@ -1,0 +1,283 @@
+"""The Account aggregate: its events, its rules and the errors it raises."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+MAX_AMOUNT_IN_CENTS = 10**15
+MAX_EMAIL_LENGTH = 254
+ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Public account ids map onto aggregate UUIDs in this namespace (uuid5), so a
+# client-chosen id names exactly one event stream, in every process.
+ACCOUNT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:eventsourced-bank:account")
+
+
+class BankError(Exception):
+    """A refused command: carries a stable `code` and optional details."""
+
+    code: ClassVar[str] = "bank_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidCommandError(BankError):
+    """A command's arguments break a rule on their own (amount, email, id)."""
+
+    code = "validation_error"
+
+
+class AccountNotFoundError(BankError):
+    """No account has this id."""
+
+    code = "account_not_found"
+
+
+class AccountAlreadyExistsError(BankError):
+    """An account with this id has already been opened."""
+
+    code = "account_already_exists"
+
+
+class InsufficientFundsError(BankError):
+    """The debit would take the balance below the overdraft limit."""
+
+    code = "insufficient_funds"
+
+
+class AccountClosedError(BankError):
+    """The account is closed and accepts no further changes."""
+
+    code = "account_closed"
+
+
+class AccountNotEmptyError(BankError):
+    """Only an account whose balance is exactly zero can be closed."""
+
+    code = "account_not_empty"
+
+
+class ConcurrencyError(BankError):
+    """Other writers kept winning the race for an account; retry later."""
+
+    code = "concurrency_conflict"
+
+
+def normalise_account_id(account_id: str | int) -> str:
+    """Return the public account id as a string, or raise InvalidCommandError."""
+    if isinstance(account_id, int) and not isinstance(account_id, bool):
+        account_id = str(account_id)
+    if not isinstance(account_id, str) or not ACCOUNT_ID_PATTERN.fullmatch(account_id):
+        raise InvalidCommandError(
+            "An account id is 1 to 64 letters, digits or any of '-_.:'.",
+            field="account_id",
+            value=repr(account_id)[:100],
+        )
+    return account_id
+
+
+def check_amount(amount_in_cents: int, field: str = "amount_in_cents") -> None:
+    """Refuse anything but a whole, positive number of cents up to 10**15."""
+    if type(amount_in_cents) is not int:
+        raise InvalidCommandError(
+            "An amount is a whole number of cents (an integer).", field=field
+        )
+    if not 0 < amount_in_cents <= MAX_AMOUNT_IN_CENTS:
+        raise InvalidCommandError(
+            f"An amount is between 1 and {MAX_AMOUNT_IN_CENTS} cents.", field=field
+        )
+
+
+def check_email(email: str) -> None:
+    """Refuse an owner email that does not look like an address."""
+    if (
+        not isinstance(email, str)
+        or len(email) > MAX_EMAIL_LENGTH
+        or email.count("@") != 1
+        or any(character.isspace() for character in email)
+        or email.startswith("@")
+        or email.endswith("@")
+    ):
+        raise InvalidCommandError(
+            "The owner email must look like name@example.com "
+            f"(one '@', no spaces, at most {MAX_EMAIL_LENGTH} characters).",
+            field="account_owner_email",
+        )
+
+
+class Account(Aggregate):
+    """A bank account whose state is the sum of its recorded events."""
+
+    class Opened(Aggregate.Created):
+        """The account was opened for an owner."""
+
+        account_id: str
+        owner_email: str
+
+    class Deposited(Aggregate.Event):
+        """Money was paid in."""
+
+        amount_in_cents: int
+
+    class Withdrawn(Aggregate.Event):
+        """Money was paid out."""
+
+        amount_in_cents: int
+
+    class TransferSent(Aggregate.Event):
+        """Money left for another account; the other half is TransferReceived."""
+
+        transfer_id: str
+        to_account_id: str
+        amount_in_cents: int
+
+    class TransferReceived(Aggregate.Event):
+        """Money arrived from another account; the other half is TransferSent."""
+
+        transfer_id: str
+        from_account_id: str
+        amount_in_cents: int
+
+    class OverdraftLimitSet(Aggregate.Event):
+        """How far below zero the balance may go was changed."""
+
+        overdraft_limit_in_cents: int
+
+    class Closed(Aggregate.Event):
+        """The account was closed for good."""
+
+    @staticmethod
+    def create_id(account_id: str) -> UUID:
+        """Derive the aggregate id from the public account id."""
+        return uuid5(ACCOUNT_ID_NAMESPACE, account_id)
+
+    @classmethod
+    def open(cls, owner_email: str, account_id: str | int) -> Account:
+        """Open a new account, refusing a malformed email or id."""
+        check_email(owner_email)
+        return cls(account_id=normalise_account_id(account_id), owner_email=owner_email)
+
+    @event(Opened)
+    def __init__(self, account_id: str, owner_email: str) -> None:
+        self.account_id = account_id
+        self.owner_email = owner_email
+        self.balance_in_cents = 0
+        self.overdraft_limit_in_cents = 0
+        self.is_closed = False
+
+    def deposit(self, amount_in_cents: int) -> None:
+        """Pay money in."""
+        check_amount(amount_in_cents)
+        self.check_is_open()
+        self._deposited(amount_in_cents)
+
+    def withdraw(self, amount_in_cents: int) -> None:
+        """Pay money out, down to the overdraft limit at most."""
+        check_amount(amount_in_cents)
+        self.check_is_open()
+        self.check_can_debit(amount_in_cents)
+        self._withdrawn(amount_in_cents)
+
+    def send_transfer(
+        self, transfer_id: str, to_account_id: str, amount_in_cents: int
+    ) -> None:
+        """Debit this account as the first half of a transfer."""
+        check_amount(amount_in_cents)
+        self.check_is_open()
+        if to_account_id == self.account_id:
+            raise InvalidCommandError(
+                "A transfer needs two different accounts.", field="to_account_id"
+            )
+        self.check_can_debit(amount_in_cents)
+        self._transfer_sent(transfer_id, to_account_id, amount_in_cents)
+
+    def receive_transfer(
+        self, transfer_id: str, from_account_id: str, amount_in_cents: int
+    ) -> None:
+        """Credit this account as the second half of a transfer."""
+        check_amount(amount_in_cents)
+        self.check_is_open()
+        self._transfer_received(transfer_id, from_account_id, amount_in_cents)
+
+    def set_overdraft_limit(self, overdraft_limit_in_cents: int) -> None:
+        """Let the balance go as far as this many cents below zero."""
+        if type(overdraft_limit_in_cents) is not int or not (
+            0 <= overdraft_limit_in_cents <= MAX_AMOUNT_IN_CENTS
+        ):
+            raise InvalidCommandError(
+                f"An overdraft limit is a whole number of cents from 0 to "
+                f"{MAX_AMOUNT_IN_CENTS}.",
+                field="overdraft_limit_in_cents",
+            )
+        self.check_is_open()
+        self._overdraft_limit_set(overdraft_limit_in_cents)
+
+    def close(self) -> None:
+        """Close the account; only an empty account can be closed."""
+        self.check_is_open()
+        if self.balance_in_cents != 0:
+            raise AccountNotEmptyError(
+                f"Account {self.account_id} still holds "
+                f"{self.balance_in_cents} cents; only an empty account can be closed.",
+                account_id=self.account_id,
+                balance_in_cents=self.balance_in_cents,
+            )
+        self._closed()
+
+    def check_is_open(self) -> None:
+        """Refuse any change to a closed account."""
+        if self.is_closed:
+            raise AccountClosedError(
+                f"Account {self.account_id} is closed.", account_id=self.account_id
+            )
+
+    def check_can_debit(self, amount_in_cents: int) -> None:
+        """Refuse a debit that would go below the overdraft limit."""
+        available_in_cents = self.balance_in_cents + self.overdraft_limit_in_cents
+        if amount_in_cents > available_in_cents:
+            raise InsufficientFundsError(
+                f"Account {self.account_id} has {available_in_cents} cents available; "
+                f"{amount_in_cents} were asked for.",
+                account_id=self.account_id,
+                balance_in_cents=self.balance_in_cents,
+                overdraft_limit_in_cents=self.overdraft_limit_in_cents,
+                available_in_cents=available_in_cents,
+                amount_in_cents=amount_in_cents,
+            )
+
+    # The @event methods below only apply already-decided facts: they run
+    # again on every replay, so they hold no rules.
+
+    @event(Deposited)
+    def _deposited(self, amount_in_cents: int) -> None:
+        self.balance_in_cents += amount_in_cents
+
+    @event(Withdrawn)
+    def _withdrawn(self, amount_in_cents: int) -> None:
+        self.balance_in_cents -= amount_in_cents
+
+    @event(TransferSent)
+    def _transfer_sent(
+        self, transfer_id: str, to_account_id: str, amount_in_cents: int
+    ) -> None:
+        self.balance_in_cents -= amount_in_cents
+
+    @event(TransferReceived)
+    def _transfer_received(
+        self, transfer_id: str, from_account_id: str, amount_in_cents: int
+    ) -> None:
+        self.balance_in_cents += amount_in_cents
+
+    @event(OverdraftLimitSet)
+    def _overdraft_limit_set(self, overdraft_limit_in_cents: int) -> None:
+        self.overdraft_limit_in_cents = overdraft_limit_in_cents
+
+    @event(Closed)
+    def _closed(self) -> None:
+        self.is_closed = True

@@ -1,0 +1,102 @@
+"""Fixtures: the bank on the in-memory store, a SQLite file and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+from scenario import Scenario
+
+from bank import BankApplication
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+POSTGRES_URL = os.environ.get(
+    "BANK_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+BankEnv = dict[str, str]
+
+
+def _libpq_url(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _postgres_unreachable_reason() -> str | None:
+    try:
+        with psycopg.connect(_libpq_url(POSTGRES_URL), connect_timeout=3):
+            return None
+    except psycopg.Error as error:
+        return f"PostgreSQL at {POSTGRES_URL} is unreachable: {error}".strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server's URL; skips (fails under CI) when it is down."""
+    reason = _postgres_unreachable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so PostgreSQL tests may not skip)")
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def memory_env() -> BankEnv:
+    """Settings for the library's in-memory event store."""
+    return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> BankEnv:
+    """Settings for a fresh SQLite file."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": f"sqlite:///{tmp_path / 'bank.db'}",
+    }
+
+
+@pytest.fixture
+def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
+    """Settings for PostgreSQL, isolated in a schema dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq_url(postgres_url), autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    yield {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": postgres_url,
+        "SQLALCHEMY_SCHEMA": schema,
+    }
+    with psycopg.connect(_libpq_url(postgres_url), autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_env(request: pytest.FixtureRequest) -> BankEnv:
+    """Settings for each real database in turn: a SQLite file, then PostgreSQL."""
+    env: BankEnv = request.getfixturevalue(f"{request.param}_env")
+    return env
+
+
+@pytest.fixture
+def app(db_env: BankEnv) -> Iterator[BankApplication]:
+    """A BankApplication on each real database in turn."""
+    with BankApplication(env=db_env) as application:
+        yield application
+
+
+@pytest.fixture
+def bank(memory_env: BankEnv) -> Iterator[Scenario]:
+    """A given/when/then scenario on the in-memory event store."""
+    with BankApplication(env=memory_env) as application:
+        yield Scenario(application)
+
+
+@pytest.fixture
+def stored_bank(app: BankApplication) -> Scenario:
+    """A given/when/then scenario on each real database in turn."""
+    return Scenario(app)
