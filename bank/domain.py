@@ -16,6 +16,12 @@ ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 ACCOUNT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:eventsourced-bank:account")
 
 
+# Bookkeeping every event carries; the rest are the event's own fields.
+EVENT_ENVELOPE = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic"}
+)
+
+
 class BankError(Exception):
     """A refused command: carries a stable `code` and optional details."""
 
@@ -281,3 +287,12 @@ class Account(Aggregate):
     @event(Closed)
     def _closed(self) -> None:
         self.is_closed = True
+
+
+def event_fields(domain_event: Account.Event) -> dict[str, Any]:
+    """An event's own fields, without the envelope every event carries."""
+    return {
+        key: value
+        for key, value in domain_event.__dict__.items()
+        if key not in EVENT_ENVELOPE
+    }

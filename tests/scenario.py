@@ -10,12 +10,10 @@ from eventsourcing.domain import datetime_now_with_tzinfo
 from eventsourcing.utils import get_topic
 
 from bank import Account, BankApplication
+from bank.domain import event_fields
 
 if TYPE_CHECKING:
     from bank.application import Command, CommandResult
-
-# Bookkeeping attributes every event carries; facts compare the rest.
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
 @dataclass(frozen=True)
@@ -148,11 +146,8 @@ class Scenario:
         )
 
     def _fact(self, domain_event: Any) -> Fact:
-        fields = {
-            key: value
-            for key, value in domain_event.__dict__.items()
-            if key not in _ENVELOPE
-        }
         return Fact(
-            self._public_ids[domain_event.originator_id], type(domain_event), fields
+            self._public_ids[domain_event.originator_id],
+            type(domain_event),
+            event_fields(domain_event),
         )

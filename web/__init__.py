@@ -1,0 +1,44 @@
+"""The bank's JSON API: a Flask application factory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from bank import BankApplication
+from web.api import api
+from web.errors import register_error_handlers
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app and its one BankApplication.
+
+    Settings (SQLALCHEMY_URL and every other eventsourcing key) come from
+    `config` first, then from the process environment.
+    """
+    flask_app = Flask(__name__)
+    flask_app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    flask_app.json.sort_keys = False  # type: ignore[attr-defined]
+    flask_app.config.from_mapping(config or {})
+    flask_app.extensions["bank"] = BankApplication(env=bank_env(config or {}))
+    flask_app.register_blueprint(api)
+    register_error_handlers(flask_app)
+    return flask_app
+
+
+def bank_env(config: Mapping[str, Any]) -> dict[str, str]:
+    """The BankApplication settings in `config`; they beat the process environment."""
+    env: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            env[key] = str(value)
+            # The library prefers BANK_KEY over KEY: shadow it, so config wins.
+            if not key.startswith("BANK_"):
+                env[f"BANK_{key}"] = str(value)
+    return env

@@ -1,0 +1,139 @@
+"""The /api blueprint: parse, look up, validate, call one bank method, serialise."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from bank.commands import COMMANDS
+from web.errors import ApiError
+from web.openapi import openapi_document
+from web.reads import AccountView, EventView
+
+if TYPE_CHECKING:
+    from flask import Response
+
+    from bank import BankApplication
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def bank() -> BankApplication:
+    """The BankApplication this Flask app was built with."""
+    application: BankApplication = current_app.extensions["bank"]
+    return application
+
+
+@api.post("")
+def post_command() -> tuple[Response, int]:
+    """Run one command: {"command": name, "data": {...}}."""
+    body = json_object_body()
+    unknown_keys = sorted(set(body) - {"command", "data"})
+    if unknown_keys:
+        raise ApiError(
+            "bad_request",
+            "A command request has only 'command' and 'data'.",
+            {"unknown_keys": unknown_keys},
+        )
+    name, data = body.get("command"), body.get("data", {})
+    if not isinstance(name, str):
+        raise ApiError("bad_request", "'command' must be a string naming a command.")
+    if not isinstance(data, dict):
+        raise ApiError("bad_request", "'data' must be a JSON object.")
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise ApiError(
+            "unknown_command",
+            "There is no such command.",
+            {"known_commands": sorted(COMMANDS)},
+        )
+    result = bank().execute(spec.command(data))[0]
+    return jsonify(spec.respond(result)), spec.success_status
+
+
+@api.get("/accounts/<account_id>")
+def get_account(account_id: str) -> Response:
+    """An account now, or at `?version=N`."""
+    version = query_int("version", minimum=1)
+    account = bank().get_account(account_id, version=version)
+    return jsonify(AccountView.of(account).model_dump())
+
+
+@api.get("/accounts/<account_id>/events")
+def get_account_events(account_id: str) -> Response:
+    """An account's events in order, a page at a time."""
+    after_version = query_int("after_version", minimum=0)
+    limit = query_int("limit", minimum=1, maximum=MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+    events = bank().get_history(account_id, after_version=after_version, limit=limit)
+    response = jsonify(
+        [EventView.of(event).model_dump(mode="json") for event in events]
+    )
+    if len(events) == limit:
+        next_page = url_for(
+            ".get_account_events",
+            account_id=account_id,
+            after_version=events[-1].originator_version,
+            limit=limit,
+        )
+        response.headers["Link"] = f'<{next_page}>; rel="next"'
+    return response
+
+
+@api.get("/health")
+def health() -> Response:
+    """Whether the service and its database answer."""
+    bank().recorder.max_notification_id()
+    return jsonify({"status": "ok", "database": "reachable"})
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(openapi_document())
+
+
+def json_object_body() -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413/415 ApiError."""
+    if request.mimetype != "application/json":
+        raise ApiError(
+            "unsupported_media_type", "Send the body as Content-Type: application/json."
+        )
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise ApiError("bad_request", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", "The body must be a JSON object.")
+    return body
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def query_int(name: str, minimum: int, maximum: int | None = None) -> int | None:
+    """An optional whole-number query parameter, checked against its bounds."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise _bad_query(name, "must be a whole number")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum}" + (f" to {maximum}" if maximum else "")
+        raise _bad_query(name, f"must be {bounds}")
+    return value
+
+
+def _bad_query(name: str, reason: str) -> ApiError:
+    return ApiError(
+        "validation_error",
+        f"Query parameter '{name}' {reason}.",
+        {"errors": [{"field": f"query.{name}", "reason": reason}]},
+    )
