@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the bank on ./bank.db) and `make test` (everything CI runs).
+# Two entry points: `make run` (the API on ./bank.db, port 8000) and `make test` (what CI runs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: run test lint typecheck pytest bench clean
 
 run: $(INSTALLED)
-	$(BIN)/python -m bank.demo
+	$(BIN)/bank serve
 
 test: lint typecheck pytest
 
@@ -16,7 +16,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict bank
+	$(BIN)/mypy --strict bank web tests
 
 # pytest exits 5 when it collects no tests (say, a -k filter that matches
 # nothing): that is not a failure, so it is mapped to success here.

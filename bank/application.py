@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -283,14 +284,17 @@ class BankApplication(Application[UUID]):
         for attempt in range(1, self.max_attempts + 1):
             accounts = Accounts(self)
             results = [command.run(accounts) for command in commands]
+            changed = accounts.changed()
             try:
-                self.save(*accounts.changed())
+                self.save(*changed)
             except RecordConflictError:
                 self._raise_if_already_opened(accounts.opened)
                 # Another writer saved one of these accounts first: reload and
                 # decide again, so rules are checked against the latest balance.
                 logger.debug("write conflict, attempt %d", attempt)
-                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                self._forget_cached(changed)
+                if attempt < self.max_attempts:
+                    time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
             else:
                 return results
         raise ConcurrencyError(
@@ -298,6 +302,13 @@ class BankApplication(Application[UUID]):
             f"{self.max_attempts} attempts. Retry later.",
             attempts=self.max_attempts,
         )
+
+    def _forget_cached(self, stale: Sequence[Account]) -> None:
+        # Without fast-forward the cache would hand back the same stale state.
+        if self.repository.cache is not None:
+            for account in stale:
+                with contextlib.suppress(KeyError):
+                    self.repository.cache.get(account.id, evict=True)
 
     def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
         for account in opened:

@@ -13,17 +13,13 @@ from rich.table import Table
 from rich.text import Text
 
 from bank.application import BankApplication
-from bank.domain import BankError
+from bank.domain import BankError, event_fields
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from bank.domain import Account
 
-# Bookkeeping attributes every event carries; `history` shows the rest.
-EVENT_ENVELOPE = frozenset(
-    {"originator_id", "originator_version", "timestamp", "originator_topic"}
-)
 DATABASE_URL_KEYS = ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL")
 WEB_APP_FACTORY = "web:create_app()"
 
@@ -86,7 +82,11 @@ pass_session = click.make_pass_decorator(BankSession)
 cents_argument = click.argument("amount_in_cents", metavar="CENTS", type=click.INT)
 
 
-@click.group(cls=BankGroup)
+@click.group(
+    cls=BankGroup,
+    epilog="Amounts are whole numbers of cents: 1525 is 15.25. A refused command "
+    "prints `error: CODE: MESSAGE` on stderr and exits with status 1.",
+)
 @click.option(
     "--db",
     "db_url",
@@ -97,10 +97,7 @@ cents_argument = click.argument("amount_in_cents", metavar="CENTS", type=click.I
 )
 @click.pass_context
 def main(ctx: click.Context, db_url: str | None) -> None:
-    """An event-sourced bank: open accounts, move money, read the ledger, serve HTTP.
-
-    Amounts are whole numbers of cents (1525 is 15.25).
-    """
+    """An event-sourced bank: open accounts, move money, read the ledger, serve HTTP."""
     session = BankSession(db_url or None)
     ctx.obj = session
     ctx.call_on_close(session.close)
@@ -260,6 +257,9 @@ def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]
         f"{host}:{port}",
         "--access-logfile",
         "-",
+        # gunicorn 27 otherwise shares one ~/.gunicorn control socket between
+        # every server on the machine.
+        "--no-control-socket",
         WEB_APP_FACTORY,
     ]
 
@@ -305,11 +305,7 @@ def history_table(account_id: str, events: list[Account.Event]) -> Table:
     table.add_column("Fields", overflow="fold")
     for event in events:
         fields = Text(
-            "\n".join(
-                f"{name}={value}"
-                for name, value in event.__dict__.items()
-                if name not in EVENT_ENVELOPE
-            )
+            "\n".join(f"{name}={value}" for name, value in event_fields(event).items())
         )
         table.add_row(
             str(event.originator_version),

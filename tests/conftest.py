@@ -11,10 +11,14 @@ import pytest
 from scenario import Scenario
 
 from bank import BankApplication
+from web import create_app
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from flask import Flask
+    from flask.testing import FlaskClient
 
 POSTGRES_URL = os.environ.get(
     "BANK_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -100,3 +104,17 @@ def bank(memory_env: BankEnv) -> Iterator[Scenario]:
 def stored_bank(app: BankApplication) -> Scenario:
     """A given/when/then scenario on each real database in turn."""
     return Scenario(app)
+
+
+@pytest.fixture
+def flask_app(db_env: BankEnv) -> Iterator[Flask]:
+    """The Flask app on each real database in turn."""
+    flask_app = create_app({**db_env, "TESTING": True})
+    yield flask_app
+    flask_app.extensions["bank"].close()
+
+
+@pytest.fixture
+def client(flask_app: Flask) -> FlaskClient:
+    """A test client for the Flask app."""
+    return flask_app.test_client()

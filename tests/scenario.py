@@ -137,7 +137,7 @@ class Scenario:
             if fact.kind is Account.Opened
             else {}
         )
-        return fact.kind(  # type: ignore[call-arg]
+        return fact.kind(
             originator_id=aggregate_id,
             originator_version=self._versions[fact.account_id],
             timestamp=datetime_now_with_tzinfo(),

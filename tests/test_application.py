@@ -110,7 +110,7 @@ def _versions_read_after_snapshot(app: BankApplication, account_id: str) -> list
         read.extend(event.originator_version for event in events)
         return iter(events)
 
-    app.events.get = recording_get  # type: ignore[method-assign]
+    app.events.get = recording_get  # type: ignore[method-assign,assignment]
     assert app.get_balance(account_id) == 24
     return read
 

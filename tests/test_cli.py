@@ -1,0 +1,315 @@
+"""The `bank` command line, run in-process against a SQLite file."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bank import Account, BankApplication
+from bank.cli import gunicorn_argv, main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Cli:
+    """Runs `bank --db URL ...` in-process and reads the database behind it."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str) -> Result:
+        """Run one `bank` command line on this database."""
+        return self.runner.invoke(main, ["--db", self.db_url, *args])
+
+    def ok(self, *args: str) -> str:
+        """Run a command that must succeed and return its stdout."""
+        result = self(*args)
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.stdout
+
+    def app(self) -> BankApplication:
+        """A separate BankApplication on the same database."""
+        return BankApplication(env={"SQLALCHEMY_URL": self.db_url})
+
+    def max_notification_id(self) -> int | None:
+        """The id of the last event stored, by any writer."""
+        with self.app() as app:
+            return app.recorder.max_notification_id()
+
+
+@pytest.fixture
+def bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The `bank` command on a fresh SQLite file."""
+    for key in ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL", "SQLALCHEMY_SCHEMA"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)  # a stray default ./bank.db would land here
+    return Cli(f"sqlite:///{tmp_path / 'bank.db'}")
+
+
+def rows(output: str) -> list[list[str]]:
+    """The body rows of a rich table (not the header), wrapped lines joined."""
+    table: list[list[str]] = []
+    for line in output.splitlines():
+        if "│" not in line:
+            continue
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells[0] or not table:
+            table.append(cells)
+        else:  # a continuation line of a multi-line cell
+            table[-1] = [
+                f"{before} {more}".strip()
+                for before, more in zip(table[-1], cells, strict=True)
+            ]
+    return table
+
+
+def fields(output: str) -> dict[str, str]:
+    """The `show` table as {field: value}."""
+    return dict(rows(output))
+
+
+def test_open_with_an_id_prints_that_id(bank: Cli) -> None:
+    output = bank.ok("open", "alice@example.com", "--id", "123")
+
+    assert output == "123\n"
+    with bank.app() as app:
+        assert app.get_account("123").owner_email == "alice@example.com"
+
+
+def test_open_without_an_id_prints_a_new_uuid(bank: Cli) -> None:
+    output = bank.ok("open", "alice@example.com")
+
+    account_id = output.strip()
+    assert str(uuid.UUID(account_id)) == account_id
+    with bank.app() as app:
+        assert app.get_account(account_id).owner_email == "alice@example.com"
+
+
+def test_deposit_and_withdraw_print_the_new_balance_in_cents(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+
+    after_deposit = bank.ok("deposit", "123", "1000")
+    after_withdrawal = bank.ok("withdraw", "123", "250")
+
+    assert after_deposit == "1000\n"
+    assert after_withdrawal == "750\n"
+
+
+def test_a_refused_withdrawal_exits_1_with_one_error_line_and_stores_nothing(
+    bank: Cli,
+) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("deposit", "123", "40")
+    stored_before = bank.max_notification_id()
+
+    result = bank("withdraw", "123", "100")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: insufficient_funds: "
+        "Account 123 has 40 cents available; 100 were asked for.\n"
+    )
+    assert bank.max_notification_id() == stored_before
+
+
+def test_a_transfer_prints_its_id_and_moves_the_money(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "A")
+    bank.ok("open", "bob@example.com", "--id", "B")
+    bank.ok("deposit", "A", "1000")
+
+    output = bank.ok("transfer", "A", "B", "400")
+
+    transfer_id = output.strip()
+    with bank.app() as app:
+        assert app.get_balance("A") == 600
+        assert app.get_balance("B") == 400
+        sent, received = app.get_history("A")[-1], app.get_history("B")[-1]
+    assert isinstance(sent, Account.TransferSent)
+    assert isinstance(received, Account.TransferReceived)
+    assert sent.transfer_id == received.transfer_id == transfer_id
+
+
+def test_show_prints_the_balance_in_cents_and_as_money(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("deposit", "123", "1525")
+    bank.ok("set-overdraft-limit", "123", "500")
+
+    output = bank.ok("show", "123")
+
+    assert fields(output) == {
+        "Account id": "123",
+        "Owner email": "alice@example.com",
+        "Balance": "15.25",
+        "Balance (cents)": "1525",
+        "Overdraft limit": "5.00",
+        "Overdraft limit (cents)": "500",
+        "Closed": "no",
+        "Version": "3",
+    }
+
+
+def test_show_with_a_version_shows_the_account_as_it_was_then(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("deposit", "123", "1000")
+    bank.ok("deposit", "123", "5")
+
+    then = fields(bank.ok("show", "123", "--version", "2"))
+    now = fields(bank.ok("show", "123"))
+
+    assert (then["Balance (cents)"], then["Version"]) == ("1000", "2")
+    assert (now["Balance (cents)"], now["Version"]) == ("1005", "3")
+
+
+def test_a_negative_balance_is_shown_as_negative_money(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("set-overdraft-limit", "123", "1000")
+    bank.ok("withdraw", "123", "1")
+
+    output = bank.ok("show", "123")
+
+    assert fields(output)["Balance"] == "-0.01"
+    assert fields(output)["Balance (cents)"] == "-1"
+
+
+def test_history_lists_every_event_in_order_with_its_own_fields(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("deposit", "123", "1000")
+    bank.ok("withdraw", "123", "1000")
+    bank.ok("close", "123")
+
+    output = bank.ok("history", "123")
+
+    table = rows(output)
+    assert [(row[0], row[2]) for row in table] == [
+        ("1", "Opened"),
+        ("2", "Deposited"),
+        ("3", "Withdrawn"),
+        ("4", "Closed"),
+    ]
+    assert [row[3] for row in table] == [
+        "account_id=123 owner_email=alice@example.com",
+        "amount_in_cents=1000",
+        "amount_in_cents=1000",
+        "",
+    ]
+    assert all("T" in row[1] and row[1].endswith("+00:00") for row in table)
+
+
+def test_close_refuses_an_account_that_still_holds_money(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+    bank.ok("deposit", "123", "1")
+
+    result = bank("close", "123")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: account_not_empty: Account 123 ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deposit", "nobody", "100"],
+        ["withdraw", "nobody", "100"],
+        ["transfer", "nobody", "nobody-else", "100"],
+        ["set-overdraft-limit", "nobody", "100"],
+        ["close", "nobody"],
+        ["show", "nobody"],
+        ["history", "nobody"],
+    ],
+)
+def test_an_unknown_account_exits_1_with_account_not_found(
+    bank: Cli, command: list[str]
+) -> None:
+    result = bank(*command)
+
+    assert result.exit_code == 1
+    assert result.stderr == "error: account_not_found: There is no account nobody.\n"
+    assert result.stdout == ""
+
+
+def test_an_amount_that_is_not_whole_cents_is_a_usage_error(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+
+    result = bank("deposit", "123", "15.25")
+
+    assert result.exit_code == 2
+    assert "is not a valid integer" in result.stderr
+
+
+def test_a_rule_breaking_amount_is_refused_by_the_bank(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "123")
+
+    result = bank("deposit", "123", "0")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: validation_error: ")
+
+
+def test_the_database_url_can_come_from_the_environment(bank: Cli) -> None:
+    runner = CliRunner(env={"SQLALCHEMY_URL": bank.db_url})
+
+    result = runner.invoke(main, ["open", "alice@example.com", "--id", "123"])
+
+    assert result.exit_code == 0
+    with bank.app() as app:
+        assert app.get_account("123").owner_email == "alice@example.com"
+
+
+def test_serve_runs_the_flask_factory_under_gunicorn() -> None:
+    argv = gunicorn_argv("0.0.0.0", 9000, workers=3, threads=5)
+
+    assert argv == [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "3",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "5",
+        "--bind",
+        "0.0.0.0:9000",
+        "--access-logfile",
+        "-",
+        "--no-control-socket",
+        "web:create_app()",
+    ]
+
+
+def test_serve_execs_gunicorn_with_the_database_and_opens_no_bank(
+    bank: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execs: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr("bank.cli.os.execvpe", lambda *call: execs.append(call))
+    monkeypatch.setattr("bank.cli.BankApplication", None)  # must not be built
+
+    result = bank("serve", "--port", "9000", "--workers", "3")
+
+    assert result.exit_code == 0, result.exception
+    [(program, argv, env)] = execs
+    assert program == sys.executable
+    assert argv == gunicorn_argv("127.0.0.1", 9000, workers=3, threads=4)
+    assert "--preload" not in argv
+    assert env["SQLALCHEMY_URL"] == env["BANK_SQLALCHEMY_URL"] == bank.db_url
+
+
+def test_serve_has_its_own_db_option_that_wins(
+    bank: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execs: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr("bank.cli.os.execvpe", lambda *call: execs.append(call))
+
+    result = bank("serve", "--db", "postgresql+psycopg://server/bank")
+
+    assert result.exit_code == 0, result.exception
+    [(_, _, env)] = execs
+    assert env["SQLALCHEMY_URL"] == "postgresql+psycopg://server/bank"
