@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import random
 import time
@@ -18,6 +19,7 @@ from bank.domain import (
     Account,
     AccountAlreadyExistsError,
     AccountNotFoundError,
+    BankError,
     ConcurrencyError,
     InvalidCommandError,
     normalise_account_id,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AccountId = str | int
+MAX_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,12 @@ class CommandResult:
 class Accounts:
     """The accounts one unit of work reads and changes, each loaded once."""
 
-    def __init__(self, app: BankApplication) -> None:
+    def __init__(self, app: BankApplication, *, trust_cache: bool) -> None:
         self._app = app
+        self._trust_cache = trust_cache
         self._loaded: dict[str, Account] = {}
         self.opened: list[Account] = []
+        self.used_cache = False
 
     def get(self, account_id: AccountId) -> Account:
         """Load an account (once per unit of work)."""
@@ -85,7 +90,9 @@ class Accounts:
         try:
             return self._loaded[account_id]
         except KeyError:
-            account = self._app.load_account(account_id)
+            cached = self._app.cached_account(account_id) if self._trust_cache else None
+            self.used_cache |= cached is not None
+            account = cached or self._app.load_account(account_id)
             self._loaded[account_id] = account
             return account
 
@@ -280,10 +287,23 @@ class BankApplication(Application[UUID]):
         self.execute(CloseAccount(account_id))
 
     def execute(self, *commands: Command) -> list[CommandResult]:
-        """Run commands as one all-or-nothing unit, retrying lost write races."""
+        """Run commands as one all-or-nothing unit, retrying lost write races.
+
+        Commands first run on this process's cached accounts without reading
+        the store. That is safe: a stale account cannot be saved, because its
+        next version already exists, and a refusal decided on a cached account
+        is decided again on the stored one before it is reported.
+        """
+        trust_cache = True
         for attempt in range(1, self.max_attempts + 1):
-            accounts = Accounts(self)
-            results = [command.run(accounts) for command in commands]
+            accounts = Accounts(self, trust_cache=trust_cache)
+            try:
+                results = self._run(commands, accounts)
+            except BankError:
+                if not accounts.used_cache:
+                    raise
+                trust_cache = False
+                continue
             changed = accounts.changed()
             try:
                 self.save(*changed)
@@ -293,9 +313,11 @@ class BankApplication(Application[UUID]):
                 # decide again, so rules are checked against the latest balance.
                 logger.debug("write conflict, attempt %d", attempt)
                 self._forget_cached(changed)
+                trust_cache = False
                 if attempt < self.max_attempts:
                     time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
             else:
+                self._remember_saved(changed)
                 return results
         raise ConcurrencyError(
             f"The accounts kept changing under this command; gave up after "
@@ -303,12 +325,49 @@ class BankApplication(Application[UUID]):
             attempts=self.max_attempts,
         )
 
+    def execute_batch(self, commands: Sequence[Command]) -> list[CommandResult]:
+        """Run up to MAX_BATCH_SIZE commands in one transaction, all or nothing.
+
+        Each account is loaded once and saved once. A refusal carries the
+        position of the refused command in `command_index`.
+        """
+        if not 1 <= len(commands) <= MAX_BATCH_SIZE:
+            raise InvalidCommandError(
+                f"A batch holds 1 to {MAX_BATCH_SIZE} commands.", field="batch"
+            )
+        return self.execute(*commands)
+
+    @staticmethod
+    def _run(commands: Sequence[Command], accounts: Accounts) -> list[CommandResult]:
+        results = []
+        for index, command in enumerate(commands):
+            try:
+                results.append(command.run(accounts))
+            except BankError as error:
+                error.command_index = index
+                raise
+        return results
+
     def _forget_cached(self, stale: Sequence[Account]) -> None:
-        # Without fast-forward the cache would hand back the same stale state.
         if self.repository.cache is not None:
             for account in stale:
                 with contextlib.suppress(KeyError):
                     self.repository.cache.get(account.id, evict=True)
+
+    def _remember_saved(self, saved: Sequence[Account]) -> None:
+        if self.repository.cache is not None:
+            for account in saved:
+                self.repository.cache.put(account.id, account)
+
+    def cached_account(self, account_id: str) -> Account | None:
+        """A private copy of the account as this process last saw it, if cached."""
+        if self.repository.cache is None:
+            return None
+        try:
+            cached = self.repository.cache.get(Account.create_id(account_id))
+        except KeyError:
+            return None
+        return cast("Account", copy.deepcopy(cached))
 
     def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
         for account in opened:

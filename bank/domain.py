@@ -31,6 +31,8 @@ class BankError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        # Which command of a batch was refused, when it ran in one.
+        self.command_index: int | None = None
 
 
 class InvalidCommandError(BankError):

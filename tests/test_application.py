@@ -254,3 +254,32 @@ def test_an_empty_schema_setting_is_ignored(sqlite_env: BankEnv) -> None:
         app.open_account("a@example.com", "A")
 
         assert app.get_balance("A") == 0
+
+
+def test_a_refusal_is_decided_again_on_the_stored_state_not_a_stale_cache(
+    db_env: BankEnv,
+) -> None:
+    with BankApplication(env=db_env) as app, BankApplication(env=db_env) as rival:
+        app.open_account("a@example.com", "A")  # app now caches A with 0 cents
+        rival.deposit("A", 100)
+
+        balance = app.withdraw("A", 60)
+
+        assert balance == 40
+
+
+def test_a_debit_decided_on_a_stale_cache_is_not_saved(db_env: BankEnv) -> None:
+    with BankApplication(env=db_env) as app, BankApplication(env=db_env) as rival:
+        app.open_account("a@example.com", "A")
+        app.deposit("A", 100)  # app now caches A with 100 cents
+        rival.withdraw("A", 100)
+
+        with pytest.raises(InsufficientFundsError):
+            app.withdraw("A", 60)
+
+        assert rival.get_balance("A") == 0
+        assert [type(e).__name__ for e in rival.get_history("A")] == [
+            "Opened",
+            "Deposited",
+            "Withdrawn",
+        ]

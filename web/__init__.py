@@ -13,7 +13,8 @@ from web.errors import register_error_handlers
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-MAX_BODY_BYTES = 64 * 1024
+# A single command is held to 64 KiB in web.api; only a batch may be larger.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

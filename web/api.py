@@ -6,9 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
+from pydantic import ValidationError
 
+from bank import BankError
+from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
-from web.errors import ApiError
+from web.errors import ApiError, validation_details
 from web.openapi import openapi_document
 from web.reads import AccountView, EventView
 
@@ -16,9 +19,12 @@ if TYPE_CHECKING:
     from flask import Response
 
     from bank import BankApplication
+    from bank.application import Command
+    from bank.commands import CommandSpec
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
+MAX_COMMAND_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -31,29 +37,77 @@ def bank() -> BankApplication:
 
 @api.post("")
 def post_command() -> tuple[Response, int]:
-    """Run one command: {"command": name, "data": {...}}."""
-    body = json_object_body()
+    """Run one command, {"command": name, "data": {...}}, or a batch of them."""
+    raw, body = json_object_body()
+    if set(body) == {"batch"}:
+        return post_batch(body["batch"])
+    if len(raw) > MAX_COMMAND_BODY_BYTES:
+        raise ApiError("payload_too_large", "A command body is at most 64 KiB.")
+    spec, command = parse_command(body)
+    result = bank().execute(command)[0]
+    return jsonify(spec.respond(result)), spec.success_status
+
+
+def post_batch(entries: object) -> tuple[Response, int]:
+    """Run {"batch": [command, ...]} in one transaction, all or nothing."""
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH_SIZE:
+        raise ApiError(
+            "validation_error",
+            f"'batch' is a list of 1 to {MAX_BATCH_SIZE} commands.",
+            {"errors": [{"field": "batch", "reason": "must hold 1 to 1000 commands"}]},
+        )
+    parsed = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ApiError(
+                "bad_request", "Each batch entry is a JSON object.", {"index": index}
+            )
+        parsed.append(parse_command(entry, where=f"batch[{index}].data", index=index))
+    try:
+        results = bank().execute_batch([command for _, command in parsed])
+    except BankError as error:
+        error.details = {"index": error.command_index, **error.details}
+        raise
+    bodies = [
+        spec.respond(result) for (spec, _), result in zip(parsed, results, strict=True)
+    ]
+    return jsonify({"results": bodies}), 200
+
+
+def parse_command(
+    body: dict[str, Any], where: str = "data", index: int | None = None
+) -> tuple[CommandSpec[Any], Command]:
+    """Look a command up in the registry and validate its data."""
+    position = {} if index is None else {"index": index}
     unknown_keys = sorted(set(body) - {"command", "data"})
     if unknown_keys:
         raise ApiError(
             "bad_request",
-            "A command request has only 'command' and 'data'.",
-            {"unknown_keys": unknown_keys},
+            "A command has only 'command' and 'data'.",
+            {**position, "unknown_keys": unknown_keys},
         )
     name, data = body.get("command"), body.get("data", {})
     if not isinstance(name, str):
-        raise ApiError("bad_request", "'command' must be a string naming a command.")
+        raise ApiError(
+            "bad_request", "'command' must be a string naming a command.", position
+        )
     if not isinstance(data, dict):
-        raise ApiError("bad_request", "'data' must be a JSON object.")
+        raise ApiError("bad_request", "'data' must be a JSON object.", position)
     spec = COMMANDS.get(name)
     if spec is None:
         raise ApiError(
             "unknown_command",
             "There is no such command.",
-            {"known_commands": sorted(COMMANDS)},
+            {**position, "known_commands": sorted(COMMANDS)},
         )
-    result = bank().execute(spec.command(data))[0]
-    return jsonify(spec.respond(result)), spec.success_status
+    try:
+        return spec, spec.command(data)
+    except ValidationError as error:
+        raise ApiError(
+            "validation_error",
+            "The command's data is invalid; see details.errors.",
+            {**position, **validation_details(error, prefix=where)},
+        ) from None
 
 
 @api.get("/accounts/<account_id>")
@@ -97,8 +151,8 @@ def openapi() -> Response:
     return jsonify(openapi_document())
 
 
-def json_object_body() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413/415 ApiError."""
+def json_object_body() -> tuple[bytes, dict[str, Any]]:
+    """The raw request body and its JSON object, or a 400/413/415 ApiError."""
     if request.mimetype != "application/json":
         raise ApiError(
             "unsupported_media_type", "Send the body as Content-Type: application/json."
@@ -110,7 +164,7 @@ def json_object_body() -> dict[str, Any]:
         raise ApiError("bad_request", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError("bad_request", "The body must be a JSON object.")
-    return body
+    return raw, body
 
 
 def _refuse_constant(name: str) -> None:

@@ -114,14 +114,6 @@ def register_error_handlers(flask_app: Flask) -> None:
             details["errors"] = [{"field": f"data.{field}", "reason": error.message}]
         return error_response(error.code, error.message, details)
 
-    @flask_app.errorhandler(ValidationError)
-    def invalid_data(error: ValidationError) -> tuple[Response, int]:
-        return error_response(
-            "validation_error",
-            "The command's data is invalid; see details.errors.",
-            validation_details(error),
-        )
-
     @flask_app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
