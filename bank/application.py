@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from bank.domain import (
     InvalidCommandError,
     normalise_account_id,
 )
+from bank.idempotency import IdempotencyKey, IdempotencyRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,11 +68,26 @@ class CommandResult:
 
     accounts: tuple[AccountState, ...]
     transfer_id: str | None = None
+    # True when answered from an idempotency key's first execution.
+    replayed: bool = False
 
     @property
     def account(self) -> AccountState:
         """The first (for most commands the only) account touched."""
         return self.accounts[0]
+
+    def as_record(self) -> dict[str, Any]:
+        """Plain data, as kept in an idempotency record."""
+        return {
+            "accounts": [asdict(account) for account in self.accounts],
+            "transfer_id": self.transfer_id,
+        }
+
+    @classmethod
+    def replay(cls, record: dict[str, Any]) -> CommandResult:
+        """The result an idempotency record kept, marked as replayed."""
+        accounts = tuple(AccountState(**account) for account in record["accounts"])
+        return cls(accounts, record["transfer_id"], replayed=True)
 
 
 class Accounts:
@@ -252,48 +268,109 @@ class BankApplication(Application[UUID]):
     # Commands.
 
     def open_account(
-        self, owner_email: str, account_id: AccountId | None = None
+        self,
+        owner_email: str,
+        account_id: AccountId | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> str:
         """Open an account and return its id."""
-        return self.execute(OpenAccount(owner_email, account_id))[0].account.account_id
+        command = OpenAccount(owner_email, account_id)
+        result = self.execute(command, idempotency_key=idempotency_key)[0]
+        return result.account.account_id
 
-    def deposit(self, account_id: AccountId, amount_in_cents: int) -> int:
+    def deposit(
+        self,
+        account_id: AccountId,
+        amount_in_cents: int,
+        *,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Pay money in and return the new balance."""
-        result = self.execute(Deposit(account_id, amount_in_cents))[0]
+        command = Deposit(account_id, amount_in_cents)
+        result = self.execute(command, idempotency_key=idempotency_key)[0]
         return result.account.balance_in_cents
 
-    def withdraw(self, account_id: AccountId, amount_in_cents: int) -> int:
+    def withdraw(
+        self,
+        account_id: AccountId,
+        amount_in_cents: int,
+        *,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Pay money out and return the new balance."""
-        result = self.execute(Withdraw(account_id, amount_in_cents))[0]
+        command = Withdraw(account_id, amount_in_cents)
+        result = self.execute(command, idempotency_key=idempotency_key)[0]
         return result.account.balance_in_cents
 
     def transfer(
-        self, from_account_id: AccountId, to_account_id: AccountId, amount_in_cents: int
+        self,
+        from_account_id: AccountId,
+        to_account_id: AccountId,
+        amount_in_cents: int,
+        *,
+        idempotency_key: str | None = None,
     ) -> str:
         """Move money between two accounts atomically and return the transfer id."""
         command = Transfer(from_account_id, to_account_id, amount_in_cents)
-        transfer_id = self.execute(command)[0].transfer_id
-        assert transfer_id is not None
-        return transfer_id
+        result = self.execute(command, idempotency_key=idempotency_key)[0]
+        assert result.transfer_id is not None
+        return result.transfer_id
 
     def set_overdraft_limit(
-        self, account_id: AccountId, overdraft_limit_in_cents: int
+        self,
+        account_id: AccountId,
+        overdraft_limit_in_cents: int,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
         """Let an account's balance go this many cents below zero."""
-        self.execute(SetOverdraftLimit(account_id, overdraft_limit_in_cents))
+        command = SetOverdraftLimit(account_id, overdraft_limit_in_cents)
+        self.execute(command, idempotency_key=idempotency_key)
 
-    def close_account(self, account_id: AccountId) -> None:
+    def close_account(
+        self, account_id: AccountId, *, idempotency_key: str | None = None
+    ) -> None:
         """Close an account whose balance is zero."""
-        self.execute(CloseAccount(account_id))
+        self.execute(CloseAccount(account_id), idempotency_key=idempotency_key)
 
-    def execute(self, *commands: Command) -> list[CommandResult]:
+    def execute(
+        self, *commands: Command, idempotency_key: str | None = None
+    ) -> list[CommandResult]:
         """Run commands as one all-or-nothing unit, retrying lost write races.
 
-        Commands first run on this process's cached accounts without reading
-        the store. That is safe: a stale account cannot be saved, because its
-        next version already exists, and a refusal decided on a cached account
-        is decided again on the stored one before it is reported.
+        With an idempotency key, the first accepted execution is recorded in
+        the same transaction as its events, and any later execution with the
+        same key and the same commands is answered from that record.
         """
+        if idempotency_key is None:
+            return self._execute(commands, None)
+        idempotency = IdempotencyKey.of(idempotency_key, commands)
+        try:
+            return self._replay(idempotency) or self._execute(commands, idempotency)
+        except BankError:
+            # A duplicate that lost the race to its twin is refused (say, for
+            # funds the twin spent): it must get the twin's answer instead.
+            replayed = self._replay(idempotency)
+            if replayed is None:
+                raise
+            return replayed
+
+    def _replay(self, idempotency: IdempotencyKey) -> list[CommandResult] | None:
+        try:
+            record: IdempotencyRecord = self.repository.get(idempotency.record_id)
+        except AggregateNotFoundError:
+            return None
+        idempotency.check_matches(record)
+        return [CommandResult.replay(result) for result in record.results]
+
+    def _execute(
+        self, commands: Sequence[Command], idempotency: IdempotencyKey | None
+    ) -> list[CommandResult]:
+        # Commands first run on this process's cached accounts without reading
+        # the store. That is safe: a stale account cannot be saved, because its
+        # next version already exists, and a refusal decided on a cached
+        # account is decided again on the stored one before it is reported.
         trust_cache = True
         for attempt in range(1, self.max_attempts + 1):
             accounts = Accounts(self, trust_cache=trust_cache)
@@ -305,9 +382,12 @@ class BankApplication(Application[UUID]):
                 trust_cache = False
                 continue
             changed = accounts.changed()
+            record = idempotency.record(results) if idempotency else None
             try:
-                self.save(*changed)
+                self.save(*changed, record)
             except RecordConflictError:
+                if idempotency and (replayed := self._replay(idempotency)):
+                    return replayed
                 self._raise_if_already_opened(accounts.opened)
                 # Another writer saved one of these accounts first: reload and
                 # decide again, so rules are checked against the latest balance.
@@ -325,7 +405,9 @@ class BankApplication(Application[UUID]):
             attempts=self.max_attempts,
         )
 
-    def execute_batch(self, commands: Sequence[Command]) -> list[CommandResult]:
+    def execute_batch(
+        self, commands: Sequence[Command], *, idempotency_key: str | None = None
+    ) -> list[CommandResult]:
         """Run up to MAX_BATCH_SIZE commands in one transaction, all or nothing.
 
         Each account is loaded once and saved once. A refusal carries the
@@ -335,7 +417,7 @@ class BankApplication(Application[UUID]):
             raise InvalidCommandError(
                 f"A batch holds 1 to {MAX_BATCH_SIZE} commands.", field="batch"
             )
-        return self.execute(*commands)
+        return self.execute(*commands, idempotency_key=idempotency_key)
 
     @staticmethod
     def _run(commands: Sequence[Command], accounts: Accounts) -> list[CommandResult]:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from bank import BankError
 from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
+from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
 from web.errors import ApiError, validation_details
 from web.openapi import openapi_document
 from web.reads import AccountView, EventView
@@ -44,8 +45,8 @@ def post_command() -> tuple[Response, int]:
     if len(raw) > MAX_COMMAND_BODY_BYTES:
         raise ApiError("payload_too_large", "A command body is at most 64 KiB.")
     spec, command = parse_command(body)
-    result = bank().execute(command)[0]
-    return jsonify(spec.respond(result)), spec.success_status
+    [result] = bank().execute(command, idempotency_key=idempotency_key())
+    return answer(spec.respond(result), spec.success_status, result.replayed)
 
 
 def post_batch(entries: object) -> tuple[Response, int]:
@@ -64,14 +65,37 @@ def post_batch(entries: object) -> tuple[Response, int]:
             )
         parsed.append(parse_command(entry, where=f"batch[{index}].data", index=index))
     try:
-        results = bank().execute_batch([command for _, command in parsed])
+        results = bank().execute_batch(
+            [command for _, command in parsed], idempotency_key=idempotency_key()
+        )
     except BankError as error:
         error.details = {"index": error.command_index, **error.details}
         raise
     bodies = [
         spec.respond(result) for (spec, _), result in zip(parsed, results, strict=True)
     ]
-    return jsonify({"results": bodies}), 200
+    return answer({"results": bodies}, 200, results[0].replayed)
+
+
+def answer(body: dict[str, Any], status: int, replayed: bool) -> tuple[Response, int]:
+    """A command's JSON answer; a replay of a first execution says so."""
+    response = jsonify(body)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header, if any, checked."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        reason = "must be 1 to 255 visible ASCII characters"
+        raise ApiError(
+            "validation_error",
+            f"The Idempotency-Key header {reason}.",
+            {"errors": [{"field": "headers.Idempotency-Key", "reason": reason}]},
+        )
+    return key
 
 
 def parse_command(

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "validation_error": 422,
+    "idempotency_key_reused": 422,
     "internal_error": 500,
     "concurrency_conflict": 503,
     "database_unavailable": 503,

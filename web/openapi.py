@@ -7,193 +7,227 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
+from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
+from bank.domain import ACCOUNT_ID_PATTERN
 from web.errors import STATUS_BY_CODE, ErrorBody
 from web.reads import AccountView, EventView
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+Schema = dict[str, Any]
 _REF = "#/components/schemas/{model}"
+COMMAND_ERRORS = sorted(set(STATUS_BY_CODE) - {"not_found", "method_not_allowed"})
+READ_ERRORS = [
+    "account_not_found",
+    "validation_error",
+    "unauthorized",
+    "internal_error",
+    "database_unavailable",
+]
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": _REF.format(model=model.__name__)}
+def _ref(name: str) -> Schema:
+    return {"$ref": _REF.format(model=name)}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _json(schema: Schema, description: str, **extra: Any) -> Schema:
     return {
         "description": description,
         "content": {"application/json": {"schema": schema}},
+        **extra,
     }
 
 
-def _errors(*codes: str) -> dict[str, Any]:
+def _errors(codes: list[str]) -> Schema:
     """Error responses for these codes, grouped by status."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
     return {
-        str(status): _json(_ref(ErrorBody), "Error: " + ", ".join(sorted(names)))
+        str(status): _json(_ref("ErrorBody"), "Error: " + ", ".join(sorted(names)))
         for status, names in sorted(by_status.items())
     }
 
 
-def _command_request(name: str, data_model: type[BaseModel]) -> dict[str, Any]:
-    return {
+def _schemas() -> dict[str, Schema]:
+    """Every model's schema, plus one request schema per command and the batch."""
+    models: list[type[BaseModel]] = [ErrorBody, AccountView, EventView]
+    models += [spec.response_model for spec in COMMANDS.values()]
+    _, definitions = models_json_schema(
+        [(model, "serialization") for model in dict.fromkeys(models)],
+        ref_template=_REF,
+    )
+    schemas: dict[str, Schema] = definitions["$defs"]
+    for spec in COMMANDS.values():
+        # Request data is described as it is validated, not as it is dumped.
+        schemas[spec.data_model.__name__] = spec.data_model.model_json_schema(
+            ref_template=_REF, mode="validation"
+        )
+        schemas[f"{spec.name}_request"] = {
+            "type": "object",
+            "required": ["command", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "command": {"const": spec.name},
+                "data": _ref(spec.data_model.__name__),
+            },
+        }
+    schemas["batch_request"] = {
         "type": "object",
-        "required": ["command", "data"],
+        "required": ["batch"],
         "additionalProperties": False,
-        "properties": {"command": {"const": name}, "data": _ref(data_model)},
+        "properties": {
+            "batch": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_SIZE,
+                "items": {"oneOf": [_ref(f"{name}_request") for name in COMMANDS]},
+            }
+        },
+    }
+    schemas["batch_results"] = {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {"oneOf": _response_refs(range(200, 300))},
+            }
+        },
+    }
+    return schemas
+
+
+def _response_refs(statuses: range | list[int]) -> list[Schema]:
+    names = [
+        spec.response_model.__name__
+        for spec in COMMANDS.values()
+        if spec.success_status in statuses
+    ]
+    return [_ref(name) for name in dict.fromkeys(names)]
+
+
+def _post_command() -> Schema:
+    replayed = {
+        "Idempotent-Replayed": {
+            "description": "true when answered from the key's first execution.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+    return {
+        "operationId": "runCommand",
+        "summary": "Run one command, or a batch of them in one transaction.",
+        "description": "\n".join(
+            f"- `{spec.name}`: {spec.summary}" for spec in COMMANDS.values()
+        ),
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Retry safely: the first accepted execution's "
+                "answer is replayed for the same key and request.",
+                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            *(_ref(f"{name}_request") for name in COMMANDS),
+                            _ref("batch_request"),
+                        ]
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json(
+                {"oneOf": [*_response_refs([200]), _ref("batch_results")]},
+                "Accepted (a batch answers every command's result in order).",
+                headers=replayed,
+            ),
+            "201": _json(
+                {"oneOf": _response_refs([201])}, "Account opened.", headers=replayed
+            ),
+            **_errors(COMMAND_ERRORS),
+        },
+    }
+
+
+def _get(
+    operation_id: str, summary: str, parameters: list[Schema], ok: Schema
+) -> Schema:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {"200": ok, **_errors(READ_ERRORS)},
+        }
+    }
+
+
+def _query(name: str, minimum: int, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum},
     }
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document() -> Schema:
     """The whole API description as a JSON-ready dict."""
-    models: list[type[BaseModel]] = [ErrorBody, AccountView, EventView]
-    for spec in COMMANDS.values():
-        models += [spec.data_model, spec.response_model]
-    unique = list(dict.fromkeys(models))
-    _, definitions = models_json_schema(
-        [(model, "serialization") for model in unique], ref_template=_REF
-    )
-    schemas: dict[str, Any] = definitions["$defs"]
-    # Request data must be described as it is validated, not as it is dumped.
-    for spec in COMMANDS.values():
-        schemas[spec.data_model.__name__] = spec.data_model.model_json_schema(
-            ref_template=_REF, mode="validation"
-        )
-        schemas[f"{spec.name}_request"] = _command_request(spec.name, spec.data_model)
-
-    success: dict[int, list[dict[str, str]]] = {}
-    for spec in COMMANDS.values():
-        success.setdefault(spec.success_status, []).append(_ref(spec.response_model))
-    command_responses = {
-        str(status): _json(
-            {"oneOf": list({str(r): r for r in refs}.values())}, "Command accepted."
-        )
-        for status, refs in sorted(success.items())
-    }
-    command_responses.update(
-        _errors(
-            "bad_request",
-            "unknown_command",
-            "unauthorized",
-            "account_not_found",
-            "account_already_exists",
-            "insufficient_funds",
-            "account_closed",
-            "account_not_empty",
-            "payload_too_large",
-            "unsupported_media_type",
-            "validation_error",
-            "internal_error",
-            "concurrency_conflict",
-            "database_unavailable",
-        )
-    )
-    account_id_parameter = {
+    account_id = {
         "name": "account_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,64}$"},
+        "schema": {"type": "string", "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$"},
     }
-
-    def query(name: str, minimum: int, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": description,
-            "schema": {"type": "integer", "minimum": minimum},
-        }
-
-    read_errors = _errors(
-        "account_not_found",
-        "validation_error",
-        "internal_error",
-        "database_unavailable",
-    )
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Event-sourced bank",
             "version": "1.0.0",
-            "description": "One command endpoint and a few reads; amounts are "
+            "description": "One command endpoint and a few reads. Amounts are "
             'integer cents; every error is {"error": {code, message, details}}.',
         },
         "paths": {
-            "/api": {
-                "post": {
-                    "operationId": "runCommand",
-                    "summary": "Run one command.",
-                    "description": "\n".join(
-                        f"- `{spec.name}`: {spec.summary}" for spec in COMMANDS.values()
-                    ),
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": _REF.format(model=f"{name}_request")}
-                                        for name in COMMANDS
-                                    ],
-                                    "discriminator": {
-                                        "propertyName": "command",
-                                        "mapping": {
-                                            name: _REF.format(model=f"{name}_request")
-                                            for name in COMMANDS
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": command_responses,
-                }
-            },
-            "/api/accounts/{account_id}": {
-                "get": {
-                    "operationId": "getAccount",
-                    "summary": "An account now, or as it was at a past version.",
-                    "parameters": [
-                        account_id_parameter,
-                        query("version", 1, "Rebuild the account as of this version."),
-                    ],
-                    "responses": {
-                        "200": _json(_ref(AccountView), "The account."),
-                        **read_errors,
-                    },
-                }
-            },
-            "/api/accounts/{account_id}/events": {
-                "get": {
-                    "operationId": "getAccountEvents",
-                    "summary": "An account's events in order, a page at a time.",
-                    "parameters": [
-                        account_id_parameter,
-                        query("after_version", 0, "Only events after this version."),
-                        query("limit", 1, "Page size, 1 to 1000 (default 100)."),
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {"type": "array", "items": _ref(EventView)},
-                            "Events, oldest first; a Link rel=next header when "
-                            "more may follow.",
-                        ),
-                        **read_errors,
-                    },
-                }
-            },
+            "/api": {"post": _post_command()},
+            "/api/accounts/{account_id}": _get(
+                "getAccount",
+                "An account now, or as it was at a past version.",
+                [account_id, _query("version", 1, "The account as of this version.")],
+                _json(_ref("AccountView"), "The account."),
+            ),
+            "/api/accounts/{account_id}/events": _get(
+                "getAccountEvents",
+                "An account's events in order, a page at a time.",
+                [
+                    account_id,
+                    _query("after_version", 0, "Only events after this version."),
+                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                ],
+                _json(
+                    {"type": "array", "items": _ref("EventView")},
+                    "Events, oldest first; a Link rel=next header while more "
+                    "may follow.",
+                ),
+            ),
             "/api/health": {
                 "get": {
                     "operationId": "health",
                     "summary": "Whether the service and its database answer.",
                     "responses": {
                         "200": _json({"type": "object"}, "Healthy."),
-                        **_errors("database_unavailable"),
+                        **_errors(["database_unavailable"]),
                     },
                 }
             },
@@ -205,5 +239,5 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": _schemas()},
     }
