@@ -1,6 +1,6 @@
 """An event-sourced bank: the Account aggregate and the BankApplication service."""
 
-from bank.application import BankApplication
+from bank.application import BankApplication, ConfigurationError
 from bank.domain import (
     Account,
     AccountAlreadyExistsError,
@@ -22,6 +22,7 @@ __all__ = [
     "BankApplication",
     "BankError",
     "ConcurrencyError",
+    "ConfigurationError",
     "InsufficientFundsError",
     "InvalidCommandError",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import logging
@@ -13,7 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import PersistenceError, RecordConflictError
+from eventsourcing.persistence import (
+    MapperDeserialisationError,
+    PersistenceError,
+    RecordConflictError,
+)
 
 from bank.domain import (
     Account,
@@ -239,12 +244,14 @@ class BankApplication(Application[UUID]):
     }
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 100}
 
+    CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
     SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
     COMMAND_MAX_ATTEMPTS = "COMMAND_MAX_ATTEMPTS"
     SQLITE_BUSY_TIMEOUT_SECONDS = "15"
 
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
+        self._check_stored_events_are_readable()
         interval = int(self.env.get(self.SNAPSHOT_INTERVAL) or "100")
         # Per instance, so each application follows its own environment.
         self.snapshotting_intervals = {Account: interval} if interval > 0 else {}  # type: ignore[misc]
@@ -263,7 +270,28 @@ class BankApplication(Application[UUID]):
                     environment[key], self.SQLITE_BUSY_TIMEOUT_SECONDS
                 )
                 break
+        cipher_key = environment.get("CIPHER_KEY")
+        if cipher_key:
+            check_cipher_key(cipher_key)
+            if not environment.get("CIPHER_TOPIC"):
+                environment["CIPHER_TOPIC"] = self.CIPHER_TOPIC
         return environment
+
+    def _check_stored_events_are_readable(self) -> None:
+        # A wrong or missing cipher key must stop the bank at start-up, not
+        # surface later as failures in the middle of serving requests.
+        latest = self.recorder.max_notification_id()
+        if latest is None:
+            return
+        [notification] = self.recorder.select_notifications(start=latest, limit=1)
+        try:
+            self.mapper.to_domain_event(notification)
+        except MapperDeserialisationError as error:
+            encrypted = "with" if self.mapper.cipher else "without"
+            raise ConfigurationError(
+                f"The stored events cannot be read {encrypted} encryption: is "
+                f"BANK_CIPHER_KEY missing or wrong? ({error})"
+            ) from None
 
     # Commands.
 
@@ -522,6 +550,23 @@ class BankApplication(Application[UUID]):
             # The command's events are already committed: a missing snapshot
             # only costs a longer replay, while raising would invite a retry.
             logger.warning("snapshot of %s at %s failed", aggregate_id, version)
+
+
+class ConfigurationError(Exception):
+    """The bank's settings cannot work (a malformed or wrong cipher key)."""
+
+
+def check_cipher_key(cipher_key: str) -> None:
+    """Refuse a cipher key that is not base64 of 16, 24 or 32 bytes."""
+    try:
+        size = len(base64.b64decode(cipher_key, validate=True))
+    except ValueError:
+        size = 0
+    if size not in (16, 24, 32):
+        raise ConfigurationError(
+            "BANK_CIPHER_KEY must be base64 of 16, 24 or 32 random bytes; "
+            "`bank keygen` prints one."
+        )
 
 
 def with_sqlite_busy_timeout(url: str, seconds: str) -> str:

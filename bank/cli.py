@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+from eventsourcing.cryptography import AESCipher
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 DATABASE_URL_KEYS = ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL")
 WEB_APP_FACTORY = "web:create_app()"
+# The settings web.auth reads; bank/ names them without importing web.
+API_TOKEN_SETTINGS = ("BANK_API_TOKENS", "BANK_API_TOKENS_FILE")
 
 
 def database_env(url: str) -> dict[str, str]:
@@ -224,6 +228,11 @@ def history(session: BankSession, account_id: str) -> None:
     metavar="URL",
     help="SQLAlchemy database URL for the server (overrides the global --db).",
 )
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Allow a non-loopback address without API tokens (never in production).",
+)
 @pass_session
 def serve(
     session: BankSession,
@@ -233,11 +242,39 @@ def serve(
     workers: int,
     threads: int,
     db_url: str | None,
+    insecure_no_auth: bool,
 ) -> None:
     """Serve the JSON API over HTTP with gunicorn (replaces this process)."""
+    if not (is_loopback(host) or api_tokens_configured(os.environ) or insecure_no_auth):
+        raise click.UsageError(
+            f"refusing to serve on {host} without API tokens: anyone who can reach "
+            f"it could move money. Set {API_TOKEN_SETTINGS[0]} or "
+            f"{API_TOKEN_SETTINGS[1]}, or pass --insecure-no-auth."
+        )
     argv = gunicorn_argv(host, port, workers, threads)
     env = serve_env(os.environ, db_url or session.db_url)
     os.execvpe(argv[0], argv, env)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_tokens_configured(environ: Mapping[str, str]) -> bool:
+    """Whether the web app will demand bearer tokens."""
+    return any(environ.get(setting) for setting in API_TOKEN_SETTINGS)
+
+
+@main.command()
+def keygen() -> None:
+    """Print a fresh random key for BANK_CIPHER_KEY (AES-256, base64)."""
+    click.echo(AESCipher.create_key(32))
 
 
 def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:

@@ -8,6 +8,7 @@ from flask import Flask
 
 from bank import BankApplication
 from web.api import api
+from web.auth import load_tokens, require_bearer_token
 from web.errors import register_error_handlers
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     flask_app.config.from_mapping(config or {})
     flask_app.extensions["bank"] = BankApplication(env=bank_env(config or {}))
     flask_app.register_blueprint(api)
+    require_bearer_token(flask_app, load_tokens(config or {}))
     register_error_handlers(flask_app)
     return flask_app
 

@@ -84,6 +84,9 @@ def error_response(
     response = jsonify(body.model_dump(exclude_none=True))
     if code in RETRY_AFTER_SECONDS:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS[code]
+    if code == "unauthorized":
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bank"'
+
     return response, STATUS_BY_CODE[code]
 
 
