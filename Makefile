@@ -16,7 +16,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict bank web tests
+	$(BIN)/mypy --strict bank web tests bench
 
 # pytest exits 5 when it collects no tests (say, a -k filter that matches
 # nothing): that is not a failure, so it is mapped to success here.
@@ -29,6 +29,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
+
+# Figures and ratios against the database's own limits; a report, not a gate.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

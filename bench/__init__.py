@@ -1,0 +1,1 @@
+"""Benchmarks of the bank against the limits of its database: `python -m bench`."""

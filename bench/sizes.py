@@ -1,0 +1,48 @@
+"""How much work each benchmark does: the full run and the smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The work sizes of every benchmark, in one place."""
+
+    b1_commands: int
+    b2_deposits: int
+    b2_window: int
+    b2_naive_deposits: int
+    b3_seconds: float
+    b4_batch_size: int
+    b4_batches: int
+    b5_deposits: int
+    b5_snapshot_loads: int
+    b5_replay_loads: int
+
+
+FULL = Sizes(
+    b1_commands=2_000,
+    b2_deposits=10_000,
+    b2_window=1_000,
+    b2_naive_deposits=1_000,
+    b3_seconds=8.0,
+    b4_batch_size=1_000,
+    b4_batches=5,
+    b5_deposits=100_000,
+    b5_snapshot_loads=5,
+    b5_replay_loads=3,
+)
+
+SMOKE = Sizes(
+    b1_commands=50,
+    b2_deposits=400,
+    b2_window=40,
+    b2_naive_deposits=100,
+    b3_seconds=2.0,
+    b4_batch_size=100,
+    b4_batches=2,
+    b5_deposits=1_500,
+    b5_snapshot_loads=2,
+    b5_replay_loads=1,
+)
