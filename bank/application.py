@@ -10,6 +10,7 @@ import random
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 from uuid import UUID
 
@@ -508,9 +509,55 @@ class BankApplication(Application[UUID]):
             ) from None
         return account
 
-    def get_account(self, account_id: AccountId, version: int | None = None) -> Account:
-        """The account now, or as it was at a past version."""
+    def get_account(
+        self,
+        account_id: AccountId,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> Account:
+        """The account now, or as it was at a past version or moment."""
+        if as_of is not None:
+            version = self.version_at(account_id, as_of)
         return self.load_account(account_id, version)
+
+    def version_at(self, account_id: AccountId, moment: datetime) -> int:
+        """The account's version at a moment (AccountNotFoundError before opening).
+
+        A binary search over the timestamps of the account's events, which
+        increase with its versions: about 17 single-event reads for 100,000.
+        """
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            raise InvalidCommandError(
+                "A moment must be a datetime with a time zone.", field="as_of"
+            )
+        account_id = normalise_account_id(account_id)
+        aggregate_id = Account.create_id(account_id)
+
+        def events(**kwargs: Any) -> list[Account.Event]:
+            return cast(
+                "list[Account.Event]", list(self.events.get(aggregate_id, **kwargs))
+            )
+
+        def timestamp_of(version: int) -> datetime:
+            [event] = events(gt=version - 1, lte=version)
+            return event.timestamp
+
+        latest = events(desc=True, limit=1)
+        if not latest or timestamp_of(1) > moment:
+            raise AccountNotFoundError(
+                f"There was no account {account_id} at {moment.isoformat()}.",
+                account_id=account_id,
+            )
+        known_at, after = 1, latest[0].originator_version + 1
+        if latest[0].timestamp <= moment:
+            return after - 1
+        while after - known_at > 1:
+            middle = (known_at + after) // 2
+            if timestamp_of(middle) <= moment:
+                known_at = middle
+            else:
+                after = middle
+        return known_at
 
     def get_balance(self, account_id: AccountId) -> int:
         """The account's current balance in cents."""
