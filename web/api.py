@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -12,9 +13,17 @@ from bank import BankError
 from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
+from bank.projections import Ledger
 from web.errors import ApiError, validation_details
 from web.openapi import openapi_document
-from web.reads import AccountView, EventView
+from web.reads import (
+    AccountListItem,
+    AccountsPage,
+    AccountView,
+    EventView,
+    StatementLine,
+    StatementPage,
+)
 
 if TYPE_CHECKING:
     from flask import Response
@@ -134,19 +143,57 @@ def parse_command(
         ) from None
 
 
+@api.get("/accounts")
+def list_accounts() -> Response:
+    """An owner's accounts: `?owner_email=...&limit=&cursor=`."""
+    owner_email = request.args.get("owner_email")
+    if not owner_email:
+        raise _bad_query("owner_email", "is required")
+    page = ledger().accounts_by_owner(
+        owner_email, limit=page_size(), cursor=request.args.get("cursor")
+    )
+    accounts = [AccountListItem.of_row(row) for row in page.items]
+    body = AccountsPage(accounts=accounts, next_cursor=page.next_cursor)
+    return jsonify(body.model_dump(mode="json"))
+
+
 @api.get("/accounts/<account_id>")
 def get_account(account_id: str) -> Response:
-    """An account now, or at `?version=N`."""
+    """An account now, at `?version=N`, or at `?as_of=<ISO 8601>`."""
     version = query_int("version", minimum=1)
-    account = bank().get_account(account_id, version=version)
+    as_of = query_time("as_of")
+    if version is not None and as_of is not None:
+        raise _bad_query("as_of", "cannot be combined with version")
+    account = bank().get_account(account_id, version=version, as_of=as_of)
     return jsonify(AccountView.of(account).model_dump())
+
+
+@api.get("/accounts/<account_id>/statement")
+def get_statement(account_id: str) -> Response:
+    """Statement lines in order: `?from=&to=` (ISO 8601), `&limit=&cursor=`."""
+    cursor = request.args.get("cursor")
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
+        raise _bad_query("cursor", "must be a cursor from a previous page")
+    bank().get_history(account_id, limit=1)  # 404 for an unknown account
+    page = ledger().statement(
+        account_id,
+        since=query_time("from"),
+        until=query_time("to"),
+        limit=page_size(),
+        cursor=cursor,
+    )
+    lines = [StatementLine.model_validate(row) for row in page.items]
+    body = StatementPage(
+        account_id=account_id, lines=lines, next_cursor=page.next_cursor
+    )
+    return jsonify(body.model_dump(mode="json"))
 
 
 @api.get("/accounts/<account_id>/events")
 def get_account_events(account_id: str) -> Response:
     """An account's events in order, a page at a time."""
     after_version = query_int("after_version", minimum=0)
-    limit = query_int("limit", minimum=1, maximum=MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+    limit = page_size()
     events = bank().get_history(account_id, after_version=after_version, limit=limit)
     response = jsonify(
         [EventView.of(event).model_dump(mode="json") for event in events]
@@ -193,6 +240,34 @@ def json_object_body() -> tuple[bytes, dict[str, Any]]:
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def ledger() -> Ledger:
+    """The read models, built on first use."""
+    extensions = current_app.extensions
+    if "ledger" not in extensions:
+        extensions["ledger"] = Ledger(bank())
+    found: Ledger = extensions["ledger"]
+    return found
+
+
+def page_size() -> int:
+    """The `limit` query parameter: 1 to 1000, 100 by default."""
+    return query_int("limit", minimum=1, maximum=MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+
+
+def query_time(name: str) -> datetime | None:
+    """An optional ISO 8601 time with a zone, e.g. 2026-11-27T18:00:00Z."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _bad_query(name, "must be an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise _bad_query(name, "must include a time zone, e.g. Z or +01:00")
+    return moment
 
 
 def query_int(name: str, minimum: int, maximum: int | None = None) -> int | None:

@@ -11,7 +11,7 @@ from flask import jsonify
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from bank import BankError
+from bank import BankError, ConfigurationError
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -35,6 +35,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "validation_error": 422,
     "idempotency_key_reused": 422,
     "internal_error": 500,
+    "read_models_unavailable": 501,
     "concurrency_conflict": 503,
     "database_unavailable": 503,
 }
@@ -130,6 +131,10 @@ def register_error_handlers(flask_app: Flask) -> None:
             "payload_too_large": "The request body is larger than 64 KiB.",
         }.get(code, error.description or "Bad request.")
         return error_response(code, message)
+
+    @flask_app.errorhandler(ConfigurationError)
+    def read_models_unavailable(error: ConfigurationError) -> tuple[Response, int]:
+        return error_response("read_models_unavailable", str(error))
 
     @flask_app.errorhandler(OperationalError)
     @flask_app.errorhandler(InterfaceError)

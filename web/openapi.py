@@ -11,7 +11,7 @@ from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
 from bank.domain import ACCOUNT_ID_PATTERN
 from web.errors import STATUS_BY_CODE, ErrorBody
-from web.reads import AccountView, EventView
+from web.reads import AccountsPage, AccountView, EventView, StatementPage
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -21,6 +21,7 @@ _REF = "#/components/schemas/{model}"
 COMMAND_ERRORS = sorted(set(STATUS_BY_CODE) - {"not_found", "method_not_allowed"})
 READ_ERRORS = [
     "account_not_found",
+    "read_models_unavailable",
     "validation_error",
     "unauthorized",
     "internal_error",
@@ -53,7 +54,13 @@ def _errors(codes: list[str]) -> Schema:
 
 def _schemas() -> dict[str, Schema]:
     """Every model's schema, plus one request schema per command and the batch."""
-    models: list[type[BaseModel]] = [ErrorBody, AccountView, EventView]
+    models: list[type[BaseModel]] = [
+        ErrorBody,
+        AccountView,
+        EventView,
+        AccountsPage,
+        StatementPage,
+    ]
     models += [spec.response_model for spec in COMMANDS.values()]
     _, definitions = models_json_schema(
         [(model, "serialization") for model in dict.fromkeys(models)],
@@ -182,6 +189,26 @@ def _query(name: str, minimum: int, description: str) -> Schema:
     }
 
 
+def _param(name: str, description: str, required: bool = False) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _time(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{description} ISO 8601 with a zone.",
+        "schema": {"type": "string", "format": "date-time"},
+    }
+
+
 @cache
 def openapi_document() -> Schema:
     """The whole API description as a JSON-ready dict."""
@@ -201,11 +228,37 @@ def openapi_document() -> Schema:
         },
         "paths": {
             "/api": {"post": _post_command()},
+            "/api/accounts": _get(
+                "listAccounts",
+                "An owner's accounts, by account id, a page at a time.",
+                [
+                    _param("owner_email", "The owner's email (required).", True),
+                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                    _param("cursor", "next_cursor of the previous page."),
+                ],
+                _json(_ref("AccountsPage"), "The accounts (from the read model)."),
+            ),
             "/api/accounts/{account_id}": _get(
                 "getAccount",
-                "An account now, or as it was at a past version.",
-                [account_id, _query("version", 1, "The account as of this version.")],
+                "An account now, or as it was at a past version or moment.",
+                [
+                    account_id,
+                    _query("version", 1, "The account as of this version."),
+                    _time("as_of", "The account as it was at this moment."),
+                ],
                 _json(_ref("AccountView"), "The account."),
+            ),
+            "/api/accounts/{account_id}/statement": _get(
+                "getStatement",
+                "An account's statement lines in order, a page at a time.",
+                [
+                    account_id,
+                    _time("from", "Lines at or after this moment."),
+                    _time("to", "Lines before this moment."),
+                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                    _param("cursor", "next_cursor of the previous page."),
+                ],
+                _json(_ref("StatementPage"), "Statement lines (from the read model)."),
             ),
             "/api/accounts/{account_id}/events": _get(
                 "getAccountEvents",

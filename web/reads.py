@@ -53,3 +53,43 @@ class EventView(BaseModel):
             timestamp=domain_event.timestamp,
             data=event_fields(domain_event),
         )
+
+
+class AccountListItem(AccountView):
+    """An account as the owner listing shows it (from the accounts view)."""
+
+    opened_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> Self:
+        """Describe a row of the accounts view."""
+        return cls(account_owner_email=row["owner_email"], **row)
+
+
+class AccountsPage(BaseModel):
+    """GET /api/accounts?owner_email=...: a page of an owner's accounts."""
+
+    accounts: list[AccountListItem]
+    next_cursor: str | None
+
+
+class StatementLine(BaseModel):
+    """One line of a statement: an event of the account, shaped for reading."""
+
+    version: int
+    kind: str
+    amount_in_cents: int
+    balance_after_in_cents: int
+    transfer_id: str | None
+    counterparty_account_id: str | None
+    reference: str | None
+    timestamp: datetime
+
+
+class StatementPage(BaseModel):
+    """GET /api/accounts/<id>/statement: a page of statement lines."""
+
+    account_id: str
+    lines: list[StatementLine]
+    next_cursor: str | None
