@@ -16,7 +16,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
+    InterfaceError,
     MapperDeserialisationError,
+    OperationalError,
     PersistenceError,
     RecordConflictError,
 )
@@ -164,11 +166,12 @@ class Deposit:
 
     account_id: AccountId
     amount_in_cents: int
+    reference: str = ""
 
     def run(self, accounts: Accounts) -> CommandResult:
         """Deposit the amount."""
         account = accounts.get(self.account_id)
-        account.deposit(self.amount_in_cents)
+        account.deposit(self.amount_in_cents, self.reference)
         return CommandResult((AccountState.of(account),))
 
 
@@ -281,7 +284,13 @@ class BankApplication(Application[UUID]):
     def _check_stored_events_are_readable(self) -> None:
         # A wrong or missing cipher key must stop the bank at start-up, not
         # surface later as failures in the middle of serving requests.
-        latest = self.recorder.max_notification_id()
+        try:
+            latest = self.recorder.max_notification_id()
+        except (OperationalError, InterfaceError):
+            # Unreachable now: health checks report it, and nothing can be
+            # misread before it is reachable again.
+            logger.warning("database unreachable at start-up", exc_info=True)
+            return
         if latest is None:
             return
         [notification] = self.recorder.select_notifications(start=latest, limit=1)
@@ -313,10 +322,11 @@ class BankApplication(Application[UUID]):
         account_id: AccountId,
         amount_in_cents: int,
         *,
+        reference: str = "",
         idempotency_key: str | None = None,
     ) -> int:
         """Pay money in and return the new balance."""
-        command = Deposit(account_id, amount_in_cents)
+        command = Deposit(account_id, amount_in_cents, reference)
         result = self.execute(command, idempotency_key=idempotency_key)[0]
         return result.account.balance_in_cents
 

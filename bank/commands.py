@@ -36,6 +36,7 @@ from bank.domain import (
     ACCOUNT_ID_PATTERN,
     MAX_AMOUNT_IN_CENTS,
     MAX_EMAIL_LENGTH,
+    MAX_REFERENCE_LENGTH,
     InvalidCommandError,
     check_email,
 )
@@ -141,10 +142,16 @@ class OpenAccountData(CommandData):
 
 
 class AmountData(CommandData):
-    """Data of `account_deposit` and `account_withdraw`."""
+    """Data of `account_withdraw`."""
 
     account_id: AccountId
     amount_in_cents: AmountInCents
+
+
+class DepositData(AmountData):
+    """Data of `account_deposit`: an optional payer's reference as well."""
+
+    reference: Annotated[str, Field(max_length=MAX_REFERENCE_LENGTH)] = ""
 
 
 class TransferData(CommandData):
@@ -268,11 +275,13 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
         response_model=OpenedAccount,
         success_status=201,
     ),
-    CommandSpec[AmountData](
+    CommandSpec[DepositData](
         name="account_deposit",
         summary="Pay money into an account.",
-        data_model=AmountData,
-        build=lambda data: Deposit(data.account_id, data.amount_in_cents),
+        data_model=DepositData,
+        build=lambda data: Deposit(
+            data.account_id, data.amount_in_cents, data.reference
+        ),
         response_model=AccountBalance,
     ),
     CommandSpec[AmountData](

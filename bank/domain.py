@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 MAX_AMOUNT_IN_CENTS = 10**15
 MAX_EMAIL_LENGTH = 254
+MAX_REFERENCE_LENGTH = 140
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 # Public account ids map onto aggregate UUIDs in this namespace (uuid5), so a
 # client-chosen id names exactly one event stream, in every process.
@@ -119,6 +120,20 @@ def check_email(email: str) -> None:
         )
 
 
+def check_reference(reference: str) -> None:
+    """Refuse a payment reference that is not short, printable text."""
+    if (
+        not isinstance(reference, str)
+        or len(reference) > MAX_REFERENCE_LENGTH
+        or not reference.isprintable()
+    ):
+        raise InvalidCommandError(
+            f"A reference is printable text of at most {MAX_REFERENCE_LENGTH} "
+            "characters.",
+            field="reference",
+        )
+
+
 class Account(Aggregate):
     """A bank account whose state is the sum of its recorded events."""
 
@@ -129,9 +144,16 @@ class Account(Aggregate):
         owner_email: str
 
     class Deposited(Aggregate.Event):
-        """Money was paid in."""
+        """Money was paid in, with the payer's reference (version 2 added it)."""
 
         amount_in_cents: int
+        reference: str
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Deposits recorded before references existed had none."""
+            state["reference"] = ""
 
     class Withdrawn(Aggregate.Event):
         """Money was paid out."""
@@ -179,11 +201,12 @@ class Account(Aggregate):
         self.overdraft_limit_in_cents = 0
         self.is_closed = False
 
-    def deposit(self, amount_in_cents: int) -> None:
-        """Pay money in."""
+    def deposit(self, amount_in_cents: int, reference: str = "") -> None:
+        """Pay money in, optionally with the payer's reference."""
         check_amount(amount_in_cents)
+        check_reference(reference)
         self.check_is_open()
-        self._deposited(amount_in_cents)
+        self._deposited(amount_in_cents, reference)
 
     def withdraw(self, amount_in_cents: int) -> None:
         """Pay money out, down to the overdraft limit at most."""
@@ -263,7 +286,7 @@ class Account(Aggregate):
     # again on every replay, so they hold no rules.
 
     @event(Deposited)
-    def _deposited(self, amount_in_cents: int) -> None:
+    def _deposited(self, amount_in_cents: int, reference: str) -> None:
         self.balance_in_cents += amount_in_cents
 
     @event(Withdrawn)

@@ -38,9 +38,13 @@ def opened(account_id: str, owner_email: str = "owner@example.com") -> Fact:
     )
 
 
-def deposited(account_id: str, amount_in_cents: int) -> Fact:
+def deposited(account_id: str, amount_in_cents: int, reference: str = "") -> Fact:
     """Money was paid in."""
-    return Fact(account_id, Account.Deposited, {"amount_in_cents": amount_in_cents})
+    return Fact(
+        account_id,
+        Account.Deposited,
+        {"amount_in_cents": amount_in_cents, "reference": reference},
+    )
 
 
 def withdrawn(account_id: str, amount_in_cents: int) -> Fact:

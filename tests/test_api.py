@@ -593,7 +593,7 @@ def test_events_are_listed_in_order_with_their_data(
     assert events is not None
     assert [(e["type"], e["version"], e["data"]) for e in events] == [
         ("Opened", 1, {"account_id": "123", "owner_email": "a@example.com"}),
-        ("Deposited", 2, {"amount_in_cents": 1000}),
+        ("Deposited", 2, {"amount_in_cents": 1000, "reference": ""}),
     ]
     assert all(event["timestamp"].endswith("Z") for event in events)
 
