@@ -14,7 +14,10 @@ any time.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,7 +47,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from eventsourcing.application import Application
-    from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+    from eventsourcing.persistence import (
+        ApplicationRecorder,
+        Cipher,
+        Mapper,
+        Notification,
+    )
     from sqlalchemy.engine import Connection, Engine
 
 PROJECTION_NAME = "ledger"
@@ -84,14 +92,16 @@ def ledger_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
         Column("account_id", String(64), primary_key=True),
         # Events name their account by aggregate id; this finds the row.
         Column("aggregate_id", String(36), nullable=False, unique=True),
-        Column("owner_email", String(254), nullable=False),
+        # Sealed (encrypted) when the bank has a cipher key; found by owner_key.
+        Column("owner_email", String(512), nullable=False),
+        Column("owner_key", String(254), nullable=False),
         Column("balance_in_cents", Money, nullable=False),
         Column("overdraft_limit_in_cents", Money, nullable=False),
         Column("closed", Boolean, nullable=False),
         Column("version", Integer, nullable=False),
         Column("opened_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
-        Index("bank_account_views_owner_idx", "owner_email", "account_id"),
+        Index("bank_account_views_owner_idx", "owner_key", "account_id"),
     )
     statement_lines = Table(
         "bank_statement_lines",
@@ -103,7 +113,7 @@ def ledger_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
         Column("balance_after_in_cents", Money, nullable=False),
         Column("transfer_id", String(64)),
         Column("counterparty_account_id", String(64)),
-        Column("reference", String(140)),
+        Column("reference", String(512)),
         Column("timestamp", DateTime(timezone=True), nullable=False),
         Column("notification_id", NotificationId, nullable=False),
         Index("bank_statement_lines_time_idx", "account_id", "timestamp"),
@@ -116,6 +126,40 @@ def ledger_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
         Column("rebuilding", Boolean, nullable=False),
     )
     return accounts, statement_lines, positions
+
+
+class Sealer:
+    """Keeps personal text in the read models as encrypted as the event store.
+
+    Without a cipher it changes nothing. With one, text is stored encrypted,
+    and an owner is found by a keyed hash of their email instead.
+    """
+
+    PREFIX = "sealed:"
+
+    def __init__(self, cipher: Cipher | None, cipher_key: str | None) -> None:
+        self.cipher = cipher
+        self._hash_key = base64.b64decode(cipher_key) if cipher and cipher_key else None
+
+    def seal(self, text: str | None) -> str | None:
+        """The text as stored."""
+        if self.cipher is None or not text:
+            return text
+        sealed = self.cipher.encrypt(text.encode())
+        return self.PREFIX + base64.b64encode(sealed).decode()
+
+    def open(self, stored: str | None) -> str | None:
+        """The text as it was before sealing."""
+        if self.cipher is None or not stored or not stored.startswith(self.PREFIX):
+            return stored
+        sealed = base64.b64decode(stored.removeprefix(self.PREFIX))
+        return self.cipher.decrypt(sealed).decode()
+
+    def lookup_key(self, email: str) -> str:
+        """What an owner's accounts are indexed by."""
+        if self._hash_key is None:
+            return email
+        return hmac.new(self._hash_key, email.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -136,10 +180,12 @@ class LedgerProjection:
         recorder: ApplicationRecorder,
         mapper: Mapper[Any],
         schema: str | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
         self.recorder = recorder
         self.mapper = mapper
+        self.sealer = sealer or Sealer(None, None)
         self.metadata = MetaData(schema=schema)
         self.accounts, self.statement_lines, self.positions = ledger_tables(
             self.metadata
@@ -247,9 +293,13 @@ class LedgerProjection:
         for domain_event, notification in zip(events, notifications, strict=True):
             row = rows.get(domain_event.originator_id)
             if row is None:
-                row = rows[domain_event.originator_id] = _new_row(domain_event)
+                row = rows[domain_event.originator_id] = _new_row(
+                    domain_event, self.sealer
+                )
             row.changed = True
-            lines.append(_statement_line(row.values, domain_event, notification.id))
+            line = _statement_line(row.values, domain_event, notification.id)
+            line["reference"] = self.sealer.seal(line["reference"])
+            lines.append(line)
         inserts = [row.values for row in rows.values() if row.is_new]
         updates = [
             {**row.values, "key": row.values["account_id"]}
@@ -279,7 +329,7 @@ class LedgerProjection:
         return rows
 
 
-def _new_row(opened: Any) -> _AccountRow:
+def _new_row(opened: Any, sealer: Sealer) -> _AccountRow:
     if not isinstance(opened, Account.Opened):
         msg = f"event {opened!r} comes before its account was opened"
         raise ValueError(msg)
@@ -287,7 +337,8 @@ def _new_row(opened: Any) -> _AccountRow:
         {
             "account_id": opened.account_id,
             "aggregate_id": str(opened.originator_id),
-            "owner_email": opened.owner_email,
+            "owner_email": sealer.seal(opened.owner_email),
+            "owner_key": sealer.lookup_key(opened.owner_email),
             "balance_in_cents": 0,
             "overdraft_limit_in_cents": 0,
             "closed": False,
@@ -352,7 +403,11 @@ class Ledger:
             msg = "Read models need a SQL database (SQLALCHEMY_URL)."
             raise ConfigurationError(msg)
         self.projection = LedgerProjection(
-            engine, app.recorder, app.mapper, app.env.get("SQLALCHEMY_SCHEMA")
+            engine,
+            app.recorder,
+            app.mapper,
+            app.env.get("SQLALCHEMY_SCHEMA"),
+            Sealer(app.mapper.cipher, app.env.get("CIPHER_KEY")),
         )
         if strtobool(app.env.get("CREATE_TABLE") or "y"):
             self.projection.create_tables()
@@ -365,7 +420,9 @@ class Ledger:
         accounts = self.projection.accounts
         query = (
             select(accounts)
-            .where(accounts.c.owner_email == owner_email)
+            .where(
+                accounts.c.owner_key == self.projection.sealer.lookup_key(owner_email)
+            )
             .order_by(accounts.c.account_id)
             .limit(limit + 1)
         )
@@ -414,7 +471,12 @@ class Ledger:
     def _rows(self, query: Any) -> list[dict[str, Any]]:
         with self.projection.engine.connect() as db:
             rows = [dict(row) for row in db.execute(query).mappings()]
+        sealer = self.projection.sealer
         for row in rows:
+            row.pop("owner_key", None)
+            for sealed in ("owner_email", "reference"):
+                if sealed in row:
+                    row[sealed] = sealer.open(row[sealed])
             for key, value in row.items():
                 if isinstance(value, datetime) and value.tzinfo is None:
                     # SQLite keeps no zone; everything is stored in UTC.

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from bank import BankApplication, ConfigurationError
 from bank.cli import main
+from bank.projections import Ledger
 from web import create_app
 
 if TYPE_CHECKING:
@@ -165,8 +166,12 @@ def test_keygen_prints_base64_of_32_random_bytes(cipher_key: str) -> None:
     assert other != cipher_key
 
 
-def _stored_bytes(env: BankEnv) -> bytes:
-    """Everything the database holds for the bank's events and snapshots."""
+EVENT_TABLES = ("bank_events", "bank_snapshots")
+ALL_TABLES = (*EVENT_TABLES, "bank_account_views", "bank_statement_lines")
+
+
+def _stored_bytes(env: BankEnv, tables: tuple[str, ...] = EVENT_TABLES) -> bytes:
+    """Everything the database holds in these tables (SQLite: the whole file)."""
     url = env["SQLALCHEMY_URL"]
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///").split("?")[0]
@@ -178,11 +183,12 @@ def _stored_bytes(env: BankEnv) -> bytes:
     schema = env["SQLALCHEMY_SCHEMA"]
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(libpq) as connection:
-        rows = connection.execute(
-            f"SELECT state FROM {schema}.bank_events "
-            f"UNION ALL SELECT state FROM {schema}.bank_snapshots"
-        ).fetchall()
-    return b"".join(bytes(row[0]) for row in rows)
+        rows = [
+            row
+            for table in tables
+            for row in connection.execute(f"SELECT * FROM {schema}.{table}").fetchall()
+        ]
+    return repr(rows).encode()
 
 
 def test_with_a_cipher_key_no_owner_email_is_stored_in_plaintext(
@@ -198,6 +204,25 @@ def test_with_a_cipher_key_no_owner_email_is_stored_in_plaintext(
 
     assert EMAIL.encode() not in stored
     assert b"secret.owner" not in stored
+
+
+def test_with_a_cipher_key_the_read_models_keep_emails_and_references_sealed(
+    db_env: BankEnv, cipher_key: str
+) -> None:
+    env = {**db_env, "BANK_CIPHER_KEY": cipher_key}
+    with BankApplication(env=env) as app:
+        app.open_account(EMAIL, "A")
+        app.deposit("A", 100, reference="secret salary reference")
+        ledger = Ledger(app)
+
+        owned = ledger.accounts_by_owner(EMAIL).items
+        lines = ledger.statement("A").items
+
+    assert [row["owner_email"] for row in owned] == [EMAIL]
+    assert lines[1]["reference"] == "secret salary reference"
+    stored = _stored_bytes(db_env, tables=ALL_TABLES)
+    assert b"secret.owner" not in stored
+    assert b"salary" not in stored
 
 
 def test_without_a_cipher_key_the_email_is_stored_readably(db_env: BankEnv) -> None:
