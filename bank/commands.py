@@ -125,7 +125,16 @@ AccountId = Annotated[
         }
     ),
 ]
-OwnerEmail = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(_email)]
+OwnerEmail = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=MAX_EMAIL_LENGTH,
+        # Documents the domain's rule; _email enforces it with its own message.
+        json_schema_extra={"pattern": r"^[^@\s]+@[^@\s]+$"},
+    ),
+    AfterValidator(_email),
+]
 
 
 class CommandData(BaseModel):

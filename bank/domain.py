@@ -110,12 +110,13 @@ def check_email(email: str) -> None:
         or len(email) > MAX_EMAIL_LENGTH
         or email.count("@") != 1
         or any(character.isspace() for character in email)
+        or not email.isprintable()
         or email.startswith("@")
         or email.endswith("@")
     ):
         raise InvalidCommandError(
-            "The owner email must look like name@example.com "
-            f"(one '@', no spaces, at most {MAX_EMAIL_LENGTH} characters).",
+            "The owner email must look like name@example.com (one '@', no "
+            f"spaces or control characters, at most {MAX_EMAIL_LENGTH} characters).",
             field="account_owner_email",
         )
 

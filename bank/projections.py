@@ -57,18 +57,6 @@ if TYPE_CHECKING:
 
 PROJECTION_NAME = "ledger"
 BATCH_SIZE = 1000
-ACCOUNT_TOPICS = tuple(
-    get_topic(event_class)
-    for event_class in (
-        Account.Opened,
-        Account.Deposited,
-        Account.Withdrawn,
-        Account.TransferSent,
-        Account.TransferReceived,
-        Account.OverdraftLimitSet,
-        Account.Closed,
-    )
-)
 # How each event shows on a statement, and the sign it gives its amount.
 STATEMENT_KINDS: dict[type[Account.Event], tuple[str, int]] = {
     Account.Opened: ("opened", 0),
@@ -79,6 +67,7 @@ STATEMENT_KINDS: dict[type[Account.Event], tuple[str, int]] = {
     Account.OverdraftLimitSet: ("overdraft_limit_set", 0),
     Account.Closed: ("closed", 0),
 }
+ACCOUNT_TOPICS = tuple(get_topic(event_class) for event_class in STATEMENT_KINDS)
 
 Money = BigInteger().with_variant(Integer(), "sqlite")
 NotificationId = BigInteger().with_variant(Integer(), "sqlite")
@@ -194,12 +183,21 @@ class LedgerProjection:
     def create_tables(self) -> None:
         """Create the tables and the position row, if missing."""
         self.metadata.create_all(self.engine)
-        with contextlib.suppress(SQLAlchemyIntegrityError), self.engine.begin() as db:
-            db.execute(
-                self.positions.insert().values(
-                    name=PROJECTION_NAME, position=0, rebuilding=False
+        with self.engine.connect() as db:
+            exists = db.execute(
+                select(self.positions.c.name).where(self._named)
+            ).first()
+        if exists is None:
+            # Another process may insert it first: theirs is as good as ours.
+            with (
+                contextlib.suppress(SQLAlchemyIntegrityError),
+                self.engine.begin() as db,
+            ):
+                db.execute(
+                    self.positions.insert().values(
+                        name=PROJECTION_NAME, position=0, rebuilding=False
+                    )
                 )
-            )
 
     def position(self) -> int:
         """The notification id of the last event applied."""
@@ -272,6 +270,8 @@ class LedgerProjection:
 
     def _apply(self, start: int, notifications: Sequence[Notification]) -> bool:
         """Apply one batch; False when another projector got there first."""
+        # Decoded before the transaction, which holds the position's lock.
+        events = [self.mapper.to_domain_event(n) for n in notifications]
         with self.engine.begin() as db:
             # The compare-and-set comes first: it takes the write lock on the
             # position row, so a rival waits, then finds the position moved.
@@ -283,11 +283,15 @@ class LedgerProjection:
             ).rowcount
             if claimed != 1:
                 return False
-            self._write(db, notifications)
+            self._write(db, events, notifications)
         return True
 
-    def _write(self, db: Connection, notifications: Sequence[Notification]) -> None:
-        events = [self.mapper.to_domain_event(n) for n in notifications]
+    def _write(
+        self,
+        db: Connection,
+        events: Sequence[Any],
+        notifications: Sequence[Notification],
+    ) -> None:
         rows = self._rows_of(db, {e.originator_id for e in events})
         lines = []
         for domain_event, notification in zip(events, notifications, strict=True):

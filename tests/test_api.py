@@ -512,6 +512,16 @@ def test_a_wrong_method_gets_405_method_not_allowed(client: FlaskClient) -> None
     response = client.get("/api")
 
     assert (response.status_code, _code(response)) == (405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/api/accounts//events", "/api/accounts/%2F/events"])
+def test_an_empty_path_segment_is_not_redirected_elsewhere(
+    client: FlaskClient, path: str
+) -> None:
+    response = client.get(path)
+
+    assert (response.status_code, _code(response)) == (404, "not_found")
 
 
 def test_a_bug_gets_500_with_a_logged_error_id_and_no_traceback(

@@ -195,7 +195,7 @@ def test_history_lists_every_event_in_order_with_its_own_fields(bank: Cli) -> No
     ]
     assert [row[3] for row in table] == [
         "account_id=123 owner_email=alice@example.com",
-        "amount_in_cents=1000",
+        "amount_in_cents=1000 reference=",
         "amount_in_cents=1000",
         "",
     ]

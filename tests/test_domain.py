@@ -90,6 +90,8 @@ def test_opening_an_id_that_exists_is_refused_and_stores_nothing(
         "a@b@example.com",
         "spaced name@example.com",
         "tab\t@example.com",
+        "nul\x00@example.com",
+        "bell\x07@example.com",
         "@example.com",
         "name@",
         "x" * 243 + "@example.com",

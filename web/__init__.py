@@ -25,6 +25,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     `config` first, then from the process environment.
     """
     flask_app = Flask(__name__)
+    # "/api/accounts//events" must not be redirected to another account's path.
+    flask_app.url_map.merge_slashes = False
     flask_app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
     flask_app.config.from_mapping(config or {})

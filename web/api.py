@@ -17,6 +17,8 @@ from bank.projections import Ledger
 from web.errors import ApiError, validation_details
 from web.openapi import openapi_document
 from web.reads import (
+    MAX_PAGE_SIZE,
+    MAX_QUERY_INT,
     AccountListItem,
     AccountsPage,
     AccountView,
@@ -36,7 +38,6 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_COMMAND_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 
 def bank() -> BankApplication:
@@ -275,7 +276,8 @@ def query_int(name: str, minimum: int, maximum: int | None = None) -> int | None
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    # At most 18 digits (MAX_QUERY_INT), checked before int() ever sees it.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_QUERY_INT)):
         raise _bad_query(name, "must be a whole number")
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):

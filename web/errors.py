@@ -130,7 +130,10 @@ def register_error_handlers(flask_app: Flask) -> None:
             "method_not_allowed": "This endpoint does not accept that method.",
             "payload_too_large": "The request body is larger than 64 KiB.",
         }.get(code, error.description or "Bad request.")
-        return error_response(code, message)
+        response, status = error_response(code, message)
+        if "Allow" in (headers := dict(error.get_headers())):
+            response.headers["Allow"] = headers["Allow"]
+        return response, status
 
     @flask_app.errorhandler(ConfigurationError)
     def read_models_unavailable(error: ConfigurationError) -> tuple[Response, int]:

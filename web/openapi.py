@@ -11,7 +11,14 @@ from bank.application import MAX_BATCH_SIZE
 from bank.commands import COMMANDS
 from bank.domain import ACCOUNT_ID_PATTERN
 from web.errors import STATUS_BY_CODE, ErrorBody
-from web.reads import AccountsPage, AccountView, EventView, StatementPage
+from web.reads import (
+    MAX_PAGE_SIZE,
+    MAX_QUERY_INT,
+    AccountsPage,
+    AccountView,
+    EventView,
+    StatementPage,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -179,13 +186,15 @@ def _get(
     }
 
 
-def _query(name: str, minimum: int, description: str) -> Schema:
+def _query(
+    name: str, minimum: int, description: str, maximum: int = MAX_QUERY_INT
+) -> Schema:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": {"type": "integer", "minimum": minimum},
+        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum},
     }
 
 
@@ -233,7 +242,7 @@ def openapi_document() -> Schema:
                 "An owner's accounts, by account id, a page at a time.",
                 [
                     _param("owner_email", "The owner's email (required).", True),
-                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
                     _param("cursor", "next_cursor of the previous page."),
                 ],
                 _json(_ref("AccountsPage"), "The accounts (from the read model)."),
@@ -255,7 +264,7 @@ def openapi_document() -> Schema:
                     account_id,
                     _time("from", "Lines at or after this moment."),
                     _time("to", "Lines before this moment."),
-                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
                     _param("cursor", "next_cursor of the previous page."),
                 ],
                 _json(_ref("StatementPage"), "Statement lines (from the read model)."),
@@ -266,7 +275,7 @@ def openapi_document() -> Schema:
                 [
                     account_id,
                     _query("after_version", 0, "Only events after this version."),
-                    _query("limit", 1, "Page size, 1 to 1000 (default 100)."),
+                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
                 ],
                 _json(
                     {"type": "array", "items": _ref("EventView")},

@@ -12,6 +12,9 @@ from bank.domain import event_fields
 if TYPE_CHECKING:
     from bank import Account
 
+MAX_PAGE_SIZE = 1000
+MAX_QUERY_INT = 10**18 - 1  # the most a whole-number query parameter may be
+
 
 class AccountView(BaseModel):
     """An account as GET /api/accounts/<id> shows it."""
