@@ -241,7 +241,7 @@ class BankApplication(Application[UUID]):
 
     name = "Bank"
     env: ClassVar[dict[str, str]] = {
-        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "PERSISTENCE_MODULE": "bank.persistence",
         "SQLALCHEMY_URL": "sqlite:///bank.db",
         "AGGREGATE_CACHE_MAXSIZE": "10000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",

@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
 from bank.application import ConfigurationError
 from bank.domain import Account, InvalidCommandError, event_fields
+from bank.persistence import create_tables
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -182,7 +183,7 @@ class LedgerProjection:
 
     def create_tables(self) -> None:
         """Create the tables and the position row, if missing."""
-        self.metadata.create_all(self.engine)
+        create_tables(self.engine, list(self.metadata.tables.values()))
         with self.engine.connect() as db:
             exists = db.execute(
                 select(self.positions.c.name).where(self._named)

@@ -59,7 +59,7 @@ def memory_env() -> BankEnv:
 def sqlite_env(tmp_path: Path) -> BankEnv:
     """Settings for a fresh SQLite file."""
     return {
-        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "PERSISTENCE_MODULE": "bank.persistence",
         "SQLALCHEMY_URL": f"sqlite:///{tmp_path / 'bank.db'}",
     }
 
@@ -71,7 +71,7 @@ def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
     with psycopg.connect(_libpq_url(postgres_url), autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     yield {
-        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "PERSISTENCE_MODULE": "bank.persistence",
         "SQLALCHEMY_URL": postgres_url,
         "SQLALCHEMY_SCHEMA": schema,
     }

@@ -124,16 +124,14 @@ class Server:
         workers: int = 2,
         threads: int | None = None,
         *,
-        create_tables_first: bool = True,
+        create_tables_first: bool = False,
     ) -> None:
         self.db_env = dict(db_env)
         self.log_path = log_path
         self.workers = workers
         self.threads = threads
-        # Workers booting at once on an empty PostgreSQL schema race to CREATE
-        # TABLE (check-then-create); the loser fails to boot and gunicorn then
-        # halts the whole server. Creating the tables first, as a deployment's
-        # migration step would, keeps these tests about what they test.
+        # By default the workers create the tables themselves as they boot,
+        # all at once, as on a real first start.
         self.create_tables_first = create_tables_first
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
