@@ -31,6 +31,7 @@ from bank.domain import (
     ConcurrencyError,
     InvalidCommandError,
     normalise_account_id,
+    project_account,
 )
 from bank.idempotency import IdempotencyKey, IdempotencyRecord
 
@@ -247,6 +248,9 @@ class BankApplication(Application[UUID]):
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Account: 100}
+    snapshotting_projectors: ClassVar[dict[type[Any], ProjectorFunction[Any, Any]]] = {
+        Account: project_account
+    }
 
     CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
     SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
@@ -511,7 +515,9 @@ class BankApplication(Application[UUID]):
             )
         try:
             account: Account = self.repository.get(
-                Account.create_id(account_id), version=version
+                Account.create_id(account_id),
+                version=version,
+                projector_func=project_account,
             )
         except AggregateNotFoundError:
             raise AccountNotFoundError(

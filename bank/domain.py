@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 MAX_AMOUNT_IN_CENTS = 10**15
 MAX_EMAIL_LENGTH = 254
@@ -183,6 +186,18 @@ class Account(Aggregate):
     class Closed(Aggregate.Event):
         """The account was closed for good."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Account:
+        """A private copy to run a command on, made in a few microseconds.
+
+        Every attribute of an account is an immutable value (str, int, bool,
+        datetime, UUID), so only the list of pending events needs a copy of
+        its own; a generic deep copy would cost more than the rest of a deposit.
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__["_pending_events"] = list(self.pending_events)
+        return clone
+
     @staticmethod
     def create_id(account_id: str) -> UUID:
         """Derive the aggregate id from the public account id."""
@@ -322,3 +337,12 @@ def event_fields(domain_event: Account.Event) -> dict[str, Any]:
         for key, value in domain_event.__dict__.items()
         if key not in EVENT_ENVELOPE
     }
+
+
+def project_account(
+    account: Account | None, domain_events: Iterable[Account.Event]
+) -> Account | None:
+    """Apply events in order (the library's projector, minus per-event type checks)."""
+    for domain_event in domain_events:
+        account = domain_event.mutate(account)
+    return account

@@ -34,6 +34,8 @@ The guarantees an event store owes its application:
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -100,6 +102,7 @@ _EXCEPTIONS_BY_DBAPI_NAME: dict[str, type[PersistenceError]] = {
 }
 _PSYCOPG_IDLE = psycopg.pq.TransactionStatus.IDLE
 _SQLITE_RETURNING = (3, 35)  # the first SQLite with INSERT ... RETURNING
+_SQLITE_ROWS_PER_INSERT = 500  # 4 parameters a row; SQLite 3.32+ allows 32,766
 _DDL_ATTEMPTS = 5
 _DDL_LOCK = 0x62616E6B  # any constant shared by every process creating our tables
 
@@ -133,6 +136,13 @@ class Database:
         # which polls with sleeps. An in-memory database is one connection that
         # all threads share, so there the lock guards reads as well.
         self._sqlite_lock = None if self.is_postgres else threading.Lock()
+        # Writers in other processes queue on a lock file beside the database
+        # for the same reason: SQLite's busy handler sleeps up to 100 ms a try.
+        self._writers_file = (
+            None
+            if self.is_postgres or self.is_sqlite_memory
+            else _WritersFile(f"{database}-writers.lock")
+        )
         self._busy_timeout = float(cast("str", engine.url.query.get("timeout", "5")))
         self._uses_wal = self.is_postgres or self.is_sqlite_memory
         self._wal_lock = threading.Lock()
@@ -353,13 +363,66 @@ class Database:
         if lock is None or (reading and not self.is_sqlite_memory):
             yield
             return
+        deadline = time.monotonic() + self._busy_timeout
         if not lock.acquire(timeout=self._busy_timeout):
             msg = "database is locked (by another writer in this process)"
             raise OperationalError(msg)
         try:
-            yield
+            if self._writers_file is None:
+                yield
+            else:
+                with self._writers_file.held(deadline):
+                    yield
         finally:
             lock.release()
+
+
+class _WritersFile:
+    """An exclusive flock on a file beside a SQLite database, for its writers.
+
+    A waiting process polls every fraction of a millisecond instead of
+    SQLite's 1-100 ms sleeps, so a queue of writers from several processes
+    (gunicorn workers) drains at the pace of the disk. Writers that don't take
+    it (another program) are still kept out by SQLite's own lock; if the file
+    can't be created, only SQLite's lock is used.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._opened = threading.Lock()
+
+    @contextmanager
+    def held(self, deadline: float) -> Iterator[None]:
+        """Hold the lock for the block; OperationalError at the deadline."""
+        fd = self._descriptor()
+        if fd is None:
+            yield
+            return
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    msg = "database is locked (by a writer in another process)"
+                    raise OperationalError(msg) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _descriptor(self) -> int | None:
+        with self._opened:
+            if self._fd is None:
+                try:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError:
+                    self._fd = -1
+            return self._fd if self._fd >= 0 else None
 
 
 class _Transaction:
@@ -539,21 +602,26 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
             for e in stored_events
         ]
         if not self.database.is_postgres:
-            # SQLite runs in this process: a statement a row costs little, and
-            # one SQL string is parsed once, then cached by sqlite3.
-            sql = self.insert_sql + self.values_sql + self.returning_sql
-            return [(sql, row) for row in rows]
+            # One INSERT per chunk of rows: a batch of a thousand events is a
+            # couple of statements, well within SQLite's limit on parameters.
+            return [
+                self._insert(rows[start : start + _SQLITE_ROWS_PER_INSERT])
+                for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT)
+            ]
         # PostgreSQL is a round trip away: one INSERT for all the events.
-        values = ", ".join([self.values_sql] * len(rows))
-        insert = (
-            self.insert_sql + values + self.returning_sql,
-            [value for row in rows for value in row],
-        )
+        insert = self._insert(rows)
         if not self.has_notification_ids:
             return [insert]
         # The lock makes ids commit in the order they are given out; NOTIFY
         # wakes subscribers when the transaction commits.
         return [(self.lock_table_sql, ()), insert, (self.notify_sql, ())]
+
+    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> Statement:
+        values = ", ".join([self.values_sql] * len(rows))
+        return (
+            self.insert_sql + values + self.returning_sql,
+            [value for row in rows for value in row],
+        )
 
 
 class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import statistics
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -29,9 +31,12 @@ from bench.stores import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bench.sizes import Sizes
 
 TARGET_RATIO = 0.5
+ROUNDS = 5
 # A row like one of the bank's Deposited events: its topic and a state blob of
 # about the same size (the bank's own are ~100-170 bytes).
 EVENT_TOPIC = "bank.domain:Account.Deposited"
@@ -43,6 +48,40 @@ def run(sizes: Sizes) -> list[Row]:
     return [*sqlite_rows(sizes.b1_commands), *postgres_rows(sizes.b1_commands)]
 
 
+@dataclass
+class Race:
+    """Two loops timed in alternating rounds, so drift in the machine hits both."""
+
+    bank_seconds: list[float] = field(default_factory=list)
+    raw_seconds: list[float] = field(default_factory=list)
+
+    def run(
+        self,
+        count: int,
+        bank_loop: Callable[[int], float],
+        raw_loop: Callable[[int], float],
+    ) -> Race:
+        """Time `count` operations of each, in ROUNDS alternating rounds."""
+        per_round = max(1, count // ROUNDS)
+        for _ in range(ROUNDS):
+            self.bank_seconds.append(bank_loop(per_round))
+            self.raw_seconds.append(raw_loop(per_round))
+        self.per_round = per_round
+        return self
+
+    def rates(self) -> tuple[float, float, float]:
+        """Bank ops/s, raw ops/s (over all rounds), and the median round's ratio."""
+        total = self.per_round * len(self.bank_seconds)
+        ratios = [
+            r / b for b, r in zip(self.bank_seconds, self.raw_seconds, strict=True)
+        ]
+        return (
+            per_second(total, sum(self.bank_seconds)),
+            per_second(total, sum(self.raw_seconds)),
+            statistics.median(ratios),
+        )
+
+
 def sqlite_rows(count: int) -> list[Row]:
     """B1a: the bank on a SQLite file against plain sqlite3 on another file."""
     with tempfile.TemporaryDirectory(prefix="bench-b1-") as directory:
@@ -50,18 +89,16 @@ def sqlite_rows(count: int) -> list[Row]:
             env=bank_env(SQLALCHEMY_URL=sqlite_url(Path(directory) / "bank.db"))
         )
         try:
-            deposits = deposits_per_second(app, count)
             probed = sqlite_synchronous(app)
+            synchronous = SQLITE_DEFAULT_SYNCHRONOUS if probed is None else probed
+            with RawSqlite(Path(directory) / "raw.db", synchronous) as raw_loop:
+                race = Race().run(count, deposit_loop(app), raw_loop)
         finally:
             app.close()
-        synchronous = SQLITE_DEFAULT_SYNCHRONOUS if probed is None else probed
-        raw = raw_sqlite_inserts_per_second(
-            Path(directory) / "raw.db", count, synchronous
-        )
+    deposits, raw, ratio = race.rates()
     how = (
         "the app's" if probed is not None else "SQLite's default; the app's unreadable"
     )
-    ratio = deposits / raw
     return [
         Row("B1a", f"SQLite: {count:,} deposits on one account", rate_text(deposits)),
         Row(
@@ -72,7 +109,8 @@ def sqlite_rows(count: int) -> list[Row]:
         ),
         judged(
             "B1a",
-            "SQLite: deposits/s ÷ raw inserts/s",
+            "SQLite: deposits/s ÷ raw inserts/s "
+            f"(median of {ROUNDS} alternating rounds)",
             ratio_text(ratio),
             f"≥ {TARGET_RATIO}",
             ratio >= TARGET_RATIO,
@@ -98,11 +136,12 @@ def postgres_rows(count: int) -> list[Row]:
             env=bank_env(SQLALCHEMY_URL=POSTGRES_URL, SQLALCHEMY_SCHEMA=schema)
         )
         try:
-            deposits = deposits_per_second(app, count)
+            with RawPostgres(schema) as raw_loop:
+                race = Race().run(count, deposit_loop(app), raw_loop)
+                synchronous_commit = raw_loop.synchronous_commit
         finally:
             app.close()
-        raw, synchronous_commit = raw_postgres_inserts_per_second(schema, count)
-    ratio = deposits / raw
+    deposits, raw, ratio = race.rates()
     return [
         Row(
             "B1b", f"PostgreSQL: {count:,} deposits on one account", rate_text(deposits)
@@ -115,7 +154,8 @@ def postgres_rows(count: int) -> list[Row]:
         ),
         judged(
             "B1b",
-            "PostgreSQL: deposits/s ÷ raw inserts/s",
+            "PostgreSQL: deposits/s ÷ raw inserts/s "
+            f"(median of {ROUNDS} alternating rounds)",
             ratio_text(ratio),
             f"≥ {TARGET_RATIO}",
             ratio >= TARGET_RATIO,
@@ -123,80 +163,110 @@ def postgres_rows(count: int) -> list[Row]:
     ]
 
 
-def deposits_per_second(app: BankApplication, count: int) -> float:
-    """Open one account, then time `count` deposits of 1 cent into it."""
+def deposit_loop(app: BankApplication) -> Callable[[int], float]:
+    """Open one account; return a loop timing n deposits of 1 cent into it."""
     account_id = app.open_account("b1@example.com")
-    start = perf_counter()
-    for _ in range(count):
-        app.deposit(account_id, 1)
-    elapsed = perf_counter() - start
-    balance = app.get_balance(account_id)
-    if balance != count:
-        raise AssertionError(f"balance {balance} after {count} deposits of 1 cent")
-    return per_second(count, elapsed)
+    deposited = 0
+
+    def deposits(n: int) -> float:
+        nonlocal deposited
+        start = perf_counter()
+        for _ in range(n):
+            app.deposit(account_id, 1)
+        elapsed = perf_counter() - start
+        deposited += n
+        balance = app.get_balance(account_id)
+        if balance != deposited:
+            raise AssertionError(f"balance {balance} after {deposited} deposits")
+        return elapsed
+
+    return deposits
 
 
-def raw_sqlite_inserts_per_second(path: Path, count: int, synchronous: int) -> float:
-    """Time `count` one-row transactions into an events-like table with sqlite3."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(f"PRAGMA synchronous={synchronous}")
-        connection.execute(
+INSERT = (
+    "INSERT INTO {} (originator_id, originator_version, topic, state)"
+    " VALUES ({p}, {p}, {p}, {p})"
+)
+
+
+class RawSqlite:
+    """One-row transactions into an events-like table with plain sqlite3."""
+
+    def __init__(self, path: Path, synchronous: int) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute(f"PRAGMA synchronous={synchronous}")
+        self.connection.execute(
             "CREATE TABLE events (id INTEGER PRIMARY KEY, originator_id BLOB NOT NULL,"
             " originator_version INTEGER NOT NULL, topic TEXT NOT NULL,"
             " state BLOB NOT NULL)"
         )
-        connection.execute(
+        self.connection.execute(
             "CREATE UNIQUE INDEX events_aggregate ON events"
             " (originator_id, originator_version)"
         )
-        originator_id = uuid.uuid4().bytes
-        insert = (
-            "INSERT INTO events (originator_id, originator_version, topic, state)"
-            " VALUES (?, ?, ?, ?)"
-        )
+        self.originator_id = uuid.uuid4().bytes
+        self.version = 0
+
+    def __enter__(self) -> RawSqlite:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.connection.close()
+
+    def __call__(self, n: int) -> float:
+        """Time n one-row transactions."""
+        insert = INSERT.format("events", p="?")
         start = perf_counter()
-        for version in range(1, count + 1):
-            connection.execute("BEGIN")
-            connection.execute(
-                insert, (originator_id, version, EVENT_TOPIC, EVENT_STATE)
+        for _ in range(n):
+            self.version += 1
+            self.connection.execute("BEGIN")
+            self.connection.execute(
+                insert, (self.originator_id, self.version, EVENT_TOPIC, EVENT_STATE)
             )
-            connection.execute("COMMIT")
-        return per_second(count, perf_counter() - start)
-    finally:
-        connection.close()
+            self.connection.execute("COMMIT")
+        return perf_counter() - start
 
 
-def raw_postgres_inserts_per_second(schema: str, count: int) -> tuple[float, str]:
-    """Time `count` one-row transactions with psycopg; also say synchronous_commit."""
-    with psycopg.connect(libpq_url(POSTGRES_URL)) as connection:
-        synchronous_commit = connection.execute("SHOW synchronous_commit").fetchone()
-        table = sql.Identifier(schema, "events")
-        connection.execute(
+class RawPostgres:
+    """One-row transactions into an events-like table with plain psycopg."""
+
+    def __init__(self, schema: str) -> None:
+        self.connection = psycopg.connect(libpq_url(POSTGRES_URL))
+        shown = self.connection.execute("SHOW synchronous_commit").fetchone()
+        self.synchronous_commit = str(shown[0]) if shown else "unknown"
+        self.table = sql.Identifier(schema, "events")
+        self.connection.execute(
             sql.SQL(
                 "CREATE TABLE {} (id BIGSERIAL PRIMARY KEY,"
                 " originator_id UUID NOT NULL, originator_version BIGINT NOT NULL,"
                 " topic TEXT NOT NULL, state BYTEA NOT NULL)"
-            ).format(table)
+            ).format(self.table)
         )
-        connection.execute(
+        self.connection.execute(
             sql.SQL(
                 "CREATE UNIQUE INDEX events_aggregate ON {}"
                 " (originator_id, originator_version)"
-            ).format(table)
+            ).format(self.table)
         )
-        connection.commit()
-        originator_id = uuid.uuid4()
-        insert = sql.SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state)"
-            " VALUES (%s, %s, %s, %s)"
-        ).format(table)
+        self.connection.commit()
+        self.originator_id = uuid.uuid4()
+        self.version = 0
+
+    def __enter__(self) -> RawPostgres:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.connection.close()
+
+    def __call__(self, n: int) -> float:
+        """Time n one-row transactions."""
+        insert = sql.SQL(INSERT.format("{}", p="%s")).format(self.table)
         start = perf_counter()
-        for version in range(1, count + 1):
-            connection.execute(
-                insert, (originator_id, version, EVENT_TOPIC, EVENT_STATE)
+        for _ in range(n):
+            self.version += 1
+            self.connection.execute(
+                insert, (self.originator_id, self.version, EVENT_TOPIC, EVENT_STATE)
             )
-            connection.commit()
-        rate = per_second(count, perf_counter() - start)
-    return rate, str(synchronous_commit[0]) if synchronous_commit else "unknown"
+            self.connection.commit()
+        return perf_counter() - start

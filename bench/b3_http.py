@@ -68,6 +68,12 @@ def run(sizes: Sizes) -> list[Row]:
             f"< {ms_text(TARGET_P99_SECONDS)}",
             p99 < TARGET_P99_SECONDS,
         ),
+        Row(
+            "B3",
+            "no-op p50 / p99 latency (what the server and clients cost alone)",
+            f"{ms_text(percentile(noop.latencies, 0.5))} / "
+            f"{ms_text(percentile(noop.latencies, 0.99))}",
+        ),
         judged("B3", "non-2xx responses (bank and no-op)", "0", "0", passed=True),
     ]
 

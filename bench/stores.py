@@ -73,7 +73,11 @@ def sqlite_synchronous(app: BankApplication) -> int | None:
     """PRAGMA synchronous as the app's own SQLite connections have it, if reachable."""
     # Whatever the persistence module, look for an SQLAlchemy engine or a
     # sqlite3 connection on its recorder or the recorder's datastore.
-    holders = [app.recorder, getattr(app.recorder, "datastore", None)]
+    holders = [
+        app.recorder,
+        getattr(app.recorder, "datastore", None),
+        getattr(app.recorder, "database", None),
+    ]
     for holder in holders:
         for handle in vars(holder).values() if holder is not None else ():
             if isinstance(handle, Engine) and handle.dialect.name == "sqlite":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 from unittest.mock import ANY
@@ -62,6 +63,25 @@ def test_opening_without_an_id_assigns_a_fresh_uuid(bank: Scenario) -> None:
 
     assert uuid.UUID(result.account.account_id).version == 4
     assert bank.new_events() == [opened(result.account.account_id, "a@example.com")]
+
+
+def test_a_copy_of_an_account_takes_events_without_changing_the_original() -> None:
+    account = Account.open("a@example.com", "123")
+    account.collect_events()
+
+    copied = copy.deepcopy(account)
+    copied.deposit(100)
+
+    assert (copied.balance_in_cents, copied.version, len(copied.pending_events)) == (
+        100,
+        2,
+        1,
+    )
+    assert (account.balance_in_cents, account.version, account.pending_events) == (
+        0,
+        1,
+        [],
+    )
 
 
 def test_the_same_public_id_always_names_the_same_aggregate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import sqlite3
@@ -659,6 +660,45 @@ def test_sqlite_runs_in_wal_mode_with_the_urls_busy_timeout(tmp_path: Any) -> No
 
         assert recorder.insert_events([event(uuid.uuid4(), 1)]) == [1]
     finally:
+        factory.close()
+
+
+def _hold_writers_lock(path: str, ready: Any, release: Any) -> None:
+    """In another process: hold the SQLite writers' lock file until told."""
+    with open(path, "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        ready.set()
+        release.wait(timeout=30)
+
+
+def test_sqlite_writers_in_other_processes_queue_on_the_writers_lock_file(
+    tmp_path: Any,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bank.db'}?timeout=0.3"
+    factory = SqlFactory(Environment("Bank", {"SQLALCHEMY_URL": url}))
+    recorder = factory.application_recorder()
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(
+        target=_hold_writers_lock,
+        args=(f"{tmp_path / 'bank.db'}-writers.lock", ready, release),
+    )
+    holder.start()
+    try:
+        assert ready.wait(timeout=30)
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="another process"):
+            recorder.insert_events([event(uuid.uuid4(), 1)])
+        waited = time.monotonic() - started
+
+        release.set()
+        holder.join(timeout=30)
+
+        assert waited >= 0.3
+        assert recorder.insert_events([event(uuid.uuid4(), 1)]) == [1]
+    finally:
+        release.set()
+        holder.join(timeout=30)
         factory.close()
 
 
