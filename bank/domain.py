@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -199,8 +200,9 @@ class Account(Aggregate):
         return clone
 
     @staticmethod
+    @functools.lru_cache(maxsize=65536)
     def create_id(account_id: str) -> UUID:
-        """Derive the aggregate id from the public account id."""
+        """Derive the aggregate id from the public account id (a cached uuid5)."""
         return uuid5(ACCOUNT_ID_NAMESPACE, account_id)
 
     @classmethod
