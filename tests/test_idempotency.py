@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from live_server import Reply, server_fixture
 
 from bank import BankApplication, ConcurrencyError, InsufficientFundsError
 from bank.application import Command, Deposit, Withdraw
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from conftest import BankEnv
     from flask import Flask
     from flask.testing import FlaskClient
+    from live_server import Server
     from werkzeug.test import TestResponse
 
 
@@ -237,3 +240,48 @@ def test_a_refused_request_over_http_is_judged_afresh_on_retry(
 
     assert (refused.status_code, retried.status_code) == (409, 200)
     assert "Idempotent-Replayed" not in retried.headers
+
+
+# Over HTTP, against two worker processes.
+
+server = server_fixture(workers=2)
+
+
+@pytest.mark.slow
+def test_a_hundred_concurrent_requests_with_one_key_apply_it_exactly_once(
+    server: Server,
+) -> None:
+    with server.connect() as connection:
+        connection.command(
+            "account_open", {"account_owner_email": "a@example.com", "account_id": "A"}
+        )
+        connection.command(
+            "account_deposit", {"account_id": "A", "amount_in_cents": 100}
+        )
+    start = threading.Barrier(20)
+
+    def sweep(_: int) -> list[Reply]:
+        replies = []
+        with server.connect() as connection:
+            start.wait(timeout=30)
+            for _ in range(5):
+                replies.append(
+                    connection.command(
+                        "account_withdraw",
+                        {"account_id": "A", "amount_in_cents": 100},
+                        headers={"Idempotency-Key": "sweep-A"},
+                    )
+                )
+        return replies
+
+    with ThreadPoolExecutor(20) as pool:
+        replies = [reply for batch in pool.map(sweep, range(20)) for reply in batch]
+
+    events = server.events("A")
+    assert len(replies) == 100
+    assert {(reply.status, str(reply.body)) for reply in replies} == {
+        (200, str({"account_id": "A", "balance_in_cents": 0, "version": 3}))
+    }
+    replayed = [r for r in replies if r.headers.get("idempotent-replayed") == "true"]
+    assert len(replayed) == 99
+    assert [event["type"] for event in events] == ["Opened", "Deposited", "Withdrawn"]
