@@ -5,46 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import Cli, cli_on_a_fresh_sqlite_file, rows
 from sqlalchemy import update
 
-from bank import BankApplication
-from bank.cli import main
 from bank.projections import Ledger, LedgerProjection
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-class Cli:
-    """Runs `bank --db URL ...` in-process; sets the bank up through Python."""
-
-    def __init__(self, db_url: str) -> None:
-        self.db_url = db_url
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str) -> Result:
-        """Run one `bank` command line on this database."""
-        return self.runner.invoke(main, ["--db", self.db_url, *args])
-
-    def ok(self, *args: str) -> str:
-        """Run a command that must succeed and return its stdout."""
-        result = self(*args)
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result.stdout
-
-    def app(self) -> BankApplication:
-        """A separate BankApplication on the same database."""
-        return BankApplication(env={"SQLALCHEMY_URL": self.db_url})
-
-
 @pytest.fixture
 def bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The `bank` command on a fresh SQLite file."""
-    for key in ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL", "SQLALCHEMY_SCHEMA"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return Cli(f"sqlite:///{tmp_path / 'bank.db'}")
+    return cli_on_a_fresh_sqlite_file(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -63,23 +36,6 @@ def two_accounts(bank: Cli) -> str:
         transfer_id = app.transfer("A", "B", 250)
         app.withdraw("B", 50)
     return transfer_id
-
-
-def rows(output: str) -> list[list[str]]:
-    """The body rows of a rich table (not the header), wrapped lines joined."""
-    table: list[list[str]] = []
-    for line in output.splitlines():
-        if "│" not in line:
-            continue
-        cells = [cell.strip() for cell in line.split("│")[1:-1]]
-        if cells[0] or not table:
-            table.append(cells)
-        else:
-            table[-1] = [
-                f"{before} {more}".strip()
-                for before, more in zip(table[-1], cells, strict=True)
-            ]
-    return table
 
 
 def replayed(output: str) -> list[list[str]]:
