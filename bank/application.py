@@ -33,7 +33,11 @@ from bank.domain import (
     normalise_account_id,
     project_account,
 )
-from bank.idempotency import IdempotencyKey, IdempotencyRecord
+from bank.idempotency import (
+    IdempotencyKey,
+    IdempotencyKeyReusedError,
+    IdempotencyRecord,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -268,6 +272,13 @@ class BankApplication(Application[UUID]):
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Read the environment, then make the SQLite and schema settings safe."""
         environment = super().construct_env(name, env)
+        explicit = dict(env or {})
+        for key in explicit:
+            # The library reads BANK_KEY before KEY: a BANK_KEY left in the
+            # process environment must not beat a KEY given here explicitly.
+            prefixed = environment.create_keys(key)[0]
+            if prefixed not in explicit:
+                environment.pop(prefixed, None)
         for key in environment.create_keys("SQLALCHEMY_SCHEMA"):
             # An empty schema name would qualify tables as ".bank_events".
             if environment.get(key) == "":
@@ -391,6 +402,8 @@ class BankApplication(Application[UUID]):
         idempotency = IdempotencyKey.of(idempotency_key, commands)
         try:
             return self._replay(idempotency) or self._execute(commands, idempotency)
+        except IdempotencyKeyReusedError:
+            raise
         except BankError:
             # A duplicate that lost the race to its twin is refused (say, for
             # funds the twin spent): it must get the twin's answer instead.

@@ -46,9 +46,9 @@ API_TOKEN_SETTINGS = ("BANK_API_TOKENS", "BANK_API_TOKENS_FILE")
 
 
 def database_env(url: str) -> dict[str, str]:
-    """Settings that point the bank at the database URL, whatever else is set."""
-    # BankApplication reads BANK_SQLALCHEMY_URL before SQLALCHEMY_URL, so an
-    # explicit --db sets both: a stray BANK_SQLALCHEMY_URL must not win over it.
+    """Process environment that points the server's workers at the database URL."""
+    # The workers read the process environment, where BANK_SQLALCHEMY_URL
+    # beats SQLALCHEMY_URL: --db sets both, so a stray one cannot win.
     return dict.fromkeys(DATABASE_URL_KEYS, url)
 
 
@@ -63,7 +63,7 @@ class BankSession:
     def app(self) -> BankApplication:
         """The bank, built on first use (so `serve` never opens the database)."""
         if self._app is None:
-            env = database_env(self.db_url) if self.db_url else None
+            env = {"SQLALCHEMY_URL": self.db_url} if self.db_url else None
             self._app = BankApplication(env=env)
         return self._app
 

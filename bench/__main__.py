@@ -18,7 +18,7 @@ from bank import BankApplication
 from bench import b1_database_limit, b2_history, b3_http, b4_batch, b5_cold_load
 from bench.report import Row, context_line, print_report
 from bench.sizes import FULL, SMOKE
-from bench.stores import bank_env, sqlite_url
+from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -92,7 +92,7 @@ def default_persistence_module() -> str:
     with tempfile.TemporaryDirectory(prefix="bench-") as directory:
         try:
             app = BankApplication(
-                env=bank_env(SQLALCHEMY_URL=sqlite_url(Path(directory) / "probe.db"))
+                env={"SQLALCHEMY_URL": sqlite_url(Path(directory) / "probe.db")}
             )
         except Exception as error:
             return f"unknown ({describe(error)})"

@@ -21,7 +21,6 @@ from bench.report import Row, judged
 from bench.stores import (
     POSTGRES_URL,
     SQLITE_DEFAULT_SYNCHRONOUS,
-    bank_env,
     libpq_url,
     postgres_schema,
     postgres_unreachable_reason,
@@ -86,7 +85,7 @@ def sqlite_rows(count: int) -> list[Row]:
     """B1a: the bank on a SQLite file against plain sqlite3 on another file."""
     with tempfile.TemporaryDirectory(prefix="bench-b1-") as directory:
         app = BankApplication(
-            env=bank_env(SQLALCHEMY_URL=sqlite_url(Path(directory) / "bank.db"))
+            env={"SQLALCHEMY_URL": sqlite_url(Path(directory) / "bank.db")}
         )
         try:
             probed = sqlite_synchronous(app)
@@ -133,7 +132,7 @@ def postgres_rows(count: int) -> list[Row]:
         ]
     with postgres_schema() as schema:
         app = BankApplication(
-            env=bank_env(SQLALCHEMY_URL=POSTGRES_URL, SQLALCHEMY_SCHEMA=schema)
+            env={"SQLALCHEMY_URL": POSTGRES_URL, "SQLALCHEMY_SCHEMA": schema}
         )
         try:
             with RawPostgres(schema) as raw_loop:

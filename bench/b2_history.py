@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from bank import BankApplication
 from bench.measure import per_second, rate_text, ratio_text
 from bench.report import Row, judged
-from bench.stores import bank_env, sqlite_url
+from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
     from bench.sizes import Sizes
@@ -28,14 +28,14 @@ def run(sizes: Sizes) -> list[Row]:
     """Deposit rate late in a long history against early, default and naive."""
     with tempfile.TemporaryDirectory(prefix="bench-b2-") as directory:
         default_app = BankApplication(
-            env=bank_env(SQLALCHEMY_URL=sqlite_url(Path(directory) / "default.db"))
+            env={"SQLALCHEMY_URL": sqlite_url(Path(directory) / "default.db")}
         )
         try:
             durations = deposit_durations(default_app, sizes.b2_deposits)
         finally:
             default_app.close()
         naive_app = BankApplication(
-            env=bank_env(
+            env=dict(
                 SQLALCHEMY_URL=sqlite_url(Path(directory) / "naive.db"),
                 **NAIVE_SETTINGS,
             )

@@ -13,7 +13,7 @@ from bank import BankApplication
 from bank.application import Deposit, OpenAccount, Transfer, Withdraw
 from bench.measure import per_second, rate_text
 from bench.report import Row, judged
-from bench.stores import bank_env, sqlite_url
+from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
     from bank.application import Command
@@ -34,7 +34,7 @@ def run(sizes: Sizes) -> list[Row]:
     rng = random.Random(4)
     with tempfile.TemporaryDirectory(prefix="bench-b4-") as directory:
         app = BankApplication(
-            env=bank_env(SQLALCHEMY_URL=sqlite_url(Path(directory) / "bank.db"))
+            env={"SQLALCHEMY_URL": sqlite_url(Path(directory) / "bank.db")}
         )
         try:
             account_ids = open_funded_accounts(app)

@@ -19,7 +19,7 @@ from bank import BankApplication
 from bank.application import MAX_BATCH_SIZE, Deposit
 from bench.measure import ms_text
 from bench.report import REPO_ROOT, Row, judged
-from bench.stores import bank_env, sqlite_url
+from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,14 +84,14 @@ def run(sizes: Sizes) -> list[Row]:
 def load_env(url: str, *, snapshots: bool) -> dict[str, str]:
     """The settings of a loading application: defaults, or snapshots off."""
     if snapshots:
-        return bank_env(SQLALCHEMY_URL=url)
-    return bank_env(SQLALCHEMY_URL=url, IS_SNAPSHOTTING_ENABLED="n")
+        return {"SQLALCHEMY_URL": url}
+    return {"SQLALCHEMY_URL": url, "IS_SNAPSHOTTING_ENABLED": "n"}
 
 
 def build_account(url: str, deposits: int) -> float:
     """Open the account and deposit 1 cent `deposits` times, in big batches."""
     start = perf_counter()
-    app = BankApplication(env=bank_env(SQLALCHEMY_URL=url))
+    app = BankApplication(env={"SQLALCHEMY_URL": url})
     try:
         app.open_account("b5@example.com", ACCOUNT_ID)
         for size in batch_sizes(deposits):

@@ -25,16 +25,6 @@ SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 SQLITE_DEFAULT_SYNCHRONOUS = 2  # FULL, unless SQLite was compiled otherwise
 
 
-def bank_env(**settings: str) -> dict[str, str]:
-    """BankApplication settings that beat any BANK_* variable in the environment."""
-    # The library reads BANK_KEY before KEY, and the process environment is
-    # merged in too: shadow every key so the benchmark measures what it says.
-    env: dict[str, str] = {}
-    for key, value in settings.items():
-        env[key] = env[f"BANK_{key}"] = value
-    return env
-
-
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"

@@ -283,3 +283,17 @@ def test_a_debit_decided_on_a_stale_cache_is_not_saved(db_env: BankEnv) -> None:
             "Deposited",
             "Withdrawn",
         ]
+
+
+def test_a_setting_given_explicitly_beats_its_bank_prefixed_twin_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANK_SQLALCHEMY_URL", f"sqlite:///{tmp_path / 'stray.db'}")
+
+    with BankApplication(
+        env={"SQLALCHEMY_URL": f"sqlite:///{tmp_path / 'wanted.db'}"}
+    ) as app:
+        app.open_account("a@example.com", "A")
+
+    assert (tmp_path / "wanted.db").exists()
+    assert not (tmp_path / "stray.db").exists()

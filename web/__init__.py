@@ -38,12 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def bank_env(config: Mapping[str, Any]) -> dict[str, str]:
-    """The BankApplication settings in `config`; they beat the process environment."""
-    env: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            env[key] = str(value)
-            # The library prefers BANK_KEY over KEY: shadow it, so config wins.
-            if not key.startswith("BANK_"):
-                env[f"BANK_{key}"] = str(value)
-    return env
+    """The BankApplication settings in `config` (strings and numbers)."""
+    return {
+        key: str(value)
+        for key, value in config.items()
+        if isinstance(value, str | int) and not isinstance(value, bool)
+    }
