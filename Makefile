@@ -16,7 +16,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict bank web tests bench
+	$(BIN)/mypy --strict bank web cli tests bench
 
 # pytest exits 5 when it collects no tests (say, a -k filter that matches
 # nothing): that is not a failure, so it is mapped to success here.

@@ -1,6 +1,6 @@
 """An event-sourced bank: the Account aggregate and the BankApplication service."""
 
-from bank.application import BankApplication, ConfigurationError
+from bank.application import BankApplication
 from bank.domain import (
     Account,
     AccountAlreadyExistsError,
@@ -12,6 +12,7 @@ from bank.domain import (
     InsufficientFundsError,
     InvalidCommandError,
 )
+from bank.settings import ConfigurationError
 
 __all__ = [
     "Account",

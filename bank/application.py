@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
+import functools
 import logging
 import random
 import time
-import uuid
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import (
-    InterfaceError,
-    MapperDeserialisationError,
-    OperationalError,
-    PersistenceError,
-    RecordConflictError,
-)
+from eventsourcing.persistence import PersistenceError, RecordConflictError
 
+from bank.commands import (
+    AccountId,
+    Accounts,
+    CloseAccount,
+    Command,
+    CommandResult,
+    Deposit,
+    OpenAccount,
+    SetOverdraftLimit,
+    Transfer,
+    Withdraw,
+    check_batch_size,
+)
 from bank.domain import (
     Account,
     AccountAlreadyExistsError,
@@ -33,11 +38,13 @@ from bank.domain import (
     normalise_account_id,
     project_account,
 )
+from bank.eventlog import EventLog
 from bank.idempotency import (
     IdempotencyKey,
     IdempotencyKeyReusedError,
     IdempotencyRecord,
 )
+from bank.settings import Tuning, check_stored_events_are_readable, make_safe
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,199 +53,6 @@ if TYPE_CHECKING:
     from eventsourcing.utils import Environment, EnvType
 
 logger = logging.getLogger(__name__)
-
-AccountId = str | int
-MAX_BATCH_SIZE = 1000
-
-
-@dataclass(frozen=True)
-class AccountState:
-    """An account's state right after a command, detached from the aggregate."""
-
-    account_id: str
-    owner_email: str
-    balance_in_cents: int
-    overdraft_limit_in_cents: int
-    is_closed: bool
-    version: int
-
-    @classmethod
-    def of(cls, account: Account) -> AccountState:
-        """Copy the public state of an account."""
-        return cls(
-            account_id=account.account_id,
-            owner_email=account.owner_email,
-            balance_in_cents=account.balance_in_cents,
-            overdraft_limit_in_cents=account.overdraft_limit_in_cents,
-            is_closed=account.is_closed,
-            version=account.version,
-        )
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What an accepted command changed: the accounts it touched, in order."""
-
-    accounts: tuple[AccountState, ...]
-    transfer_id: str | None = None
-    # True when answered from an idempotency key's first execution.
-    replayed: bool = False
-
-    @property
-    def account(self) -> AccountState:
-        """The first (for most commands the only) account touched."""
-        return self.accounts[0]
-
-    def as_record(self) -> dict[str, Any]:
-        """Plain data, as kept in an idempotency record."""
-        return {
-            "accounts": [asdict(account) for account in self.accounts],
-            "transfer_id": self.transfer_id,
-        }
-
-    @classmethod
-    def replay(cls, record: dict[str, Any]) -> CommandResult:
-        """The result an idempotency record kept, marked as replayed."""
-        accounts = tuple(AccountState(**account) for account in record["accounts"])
-        return cls(accounts, record["transfer_id"], replayed=True)
-
-
-class Accounts:
-    """The accounts one unit of work reads and changes, each loaded once."""
-
-    def __init__(self, app: BankApplication, *, trust_cache: bool) -> None:
-        self._app = app
-        self._trust_cache = trust_cache
-        self._loaded: dict[str, Account] = {}
-        self.opened: list[Account] = []
-        self.used_cache = False
-
-    def get(self, account_id: AccountId) -> Account:
-        """Load an account (once per unit of work)."""
-        account_id = normalise_account_id(account_id)
-        try:
-            return self._loaded[account_id]
-        except KeyError:
-            cached = self._app.cached_account(account_id) if self._trust_cache else None
-            self.used_cache |= cached is not None
-            account = cached or self._app.load_account(account_id)
-            self._loaded[account_id] = account
-            return account
-
-    def add(self, account: Account) -> None:
-        """Take in a newly opened account."""
-        if account.account_id in self._loaded:
-            raise AccountAlreadyExistsError(
-                f"Account {account.account_id} already exists.",
-                account_id=account.account_id,
-            )
-        self._loaded[account.account_id] = account
-        self.opened.append(account)
-
-    def changed(self) -> list[Account]:
-        """The accounts with events still to be saved."""
-        return [account for account in self._loaded.values() if account.pending_events]
-
-
-class Command(Protocol):
-    """A request to change accounts, run inside one unit of work."""
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Apply the command to the accounts it names."""
-        ...
-
-
-@dataclass(frozen=True)
-class OpenAccount:
-    """Open an account, with a client-chosen id or a fresh one."""
-
-    owner_email: str
-    account_id: AccountId | None = None
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Open the account."""
-        account_id = self.account_id
-        account = Account.open(
-            self.owner_email, str(uuid.uuid4()) if account_id is None else account_id
-        )
-        accounts.add(account)
-        return CommandResult((AccountState.of(account),))
-
-
-@dataclass(frozen=True)
-class Deposit:
-    """Pay money into an account."""
-
-    account_id: AccountId
-    amount_in_cents: int
-    reference: str = ""
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Deposit the amount."""
-        account = accounts.get(self.account_id)
-        account.deposit(self.amount_in_cents, self.reference)
-        return CommandResult((AccountState.of(account),))
-
-
-@dataclass(frozen=True)
-class Withdraw:
-    """Pay money out of an account."""
-
-    account_id: AccountId
-    amount_in_cents: int
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Withdraw the amount."""
-        account = accounts.get(self.account_id)
-        account.withdraw(self.amount_in_cents)
-        return CommandResult((AccountState.of(account),))
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Move money between two accounts, both halves or neither."""
-
-    from_account_id: AccountId
-    to_account_id: AccountId
-    amount_in_cents: int
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Debit one account and credit the other."""
-        source = accounts.get(self.from_account_id)
-        target = accounts.get(self.to_account_id)
-        transfer_id = str(uuid.uuid4())
-        source.send_transfer(transfer_id, target.account_id, self.amount_in_cents)
-        target.receive_transfer(transfer_id, source.account_id, self.amount_in_cents)
-        return CommandResult(
-            (AccountState.of(source), AccountState.of(target)), transfer_id
-        )
-
-
-@dataclass(frozen=True)
-class SetOverdraftLimit:
-    """Change how far below zero an account's balance may go."""
-
-    account_id: AccountId
-    overdraft_limit_in_cents: int
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Set the limit."""
-        account = accounts.get(self.account_id)
-        account.set_overdraft_limit(self.overdraft_limit_in_cents)
-        return CommandResult((AccountState.of(account),))
-
-
-@dataclass(frozen=True)
-class CloseAccount:
-    """Close an empty account for good."""
-
-    account_id: AccountId
-
-    def run(self, accounts: Accounts) -> CommandResult:
-        """Close the account."""
-        account = accounts.get(self.account_id)
-        account.close()
-        return CommandResult((AccountState.of(account),))
 
 
 class BankApplication(Application[UUID]):
@@ -256,67 +70,23 @@ class BankApplication(Application[UUID]):
         Account: project_account
     }
 
-    CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
-    SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
-    COMMAND_MAX_ATTEMPTS = "COMMAND_MAX_ATTEMPTS"
-    SQLITE_BUSY_TIMEOUT_SECONDS = "15"
-
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
-        self._check_stored_events_are_readable()
-        interval = int(self.env.get(self.SNAPSHOT_INTERVAL) or "100")
+        check_stored_events_are_readable(self.event_log)
+        tuning = Tuning.of(self.env)
+        interval = tuning.snapshot_interval
         # Per instance, so each application follows its own environment.
         self.snapshotting_intervals = {Account: interval} if interval > 0 else {}  # type: ignore[misc]
-        self.max_attempts = max(1, int(self.env.get(self.COMMAND_MAX_ATTEMPTS) or "30"))
+        self.max_attempts = tuning.max_attempts
+
+    @functools.cached_property
+    def event_log(self) -> EventLog:
+        """The notification log, read as account events."""
+        return EventLog(self.recorder, self.mapper)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Read the environment, then make the SQLite and schema settings safe."""
-        environment = super().construct_env(name, env)
-        explicit = dict(env or {})
-        for key in explicit:
-            # The library reads BANK_KEY before KEY: a BANK_KEY left in the
-            # process environment must not beat a KEY given here explicitly.
-            prefixed = environment.create_keys(key)[0]
-            if prefixed not in explicit:
-                environment.pop(prefixed, None)
-        for key in environment.create_keys("SQLALCHEMY_SCHEMA"):
-            # An empty schema name would qualify tables as ".bank_events".
-            if environment.get(key) == "":
-                del environment[key]
-        for key in environment.create_keys("SQLALCHEMY_URL"):
-            if key in environment:
-                environment[key] = with_sqlite_busy_timeout(
-                    environment[key], self.SQLITE_BUSY_TIMEOUT_SECONDS
-                )
-                break
-        cipher_key = environment.get("CIPHER_KEY")
-        if cipher_key:
-            check_cipher_key(cipher_key)
-            if not environment.get("CIPHER_TOPIC"):
-                environment["CIPHER_TOPIC"] = self.CIPHER_TOPIC
-        return environment
-
-    def _check_stored_events_are_readable(self) -> None:
-        # A wrong or missing cipher key must stop the bank at start-up, not
-        # surface later as failures in the middle of serving requests.
-        try:
-            latest = self.recorder.max_notification_id()
-        except (OperationalError, InterfaceError):
-            # Unreachable now: health checks report it, and nothing can be
-            # misread before it is reachable again.
-            logger.warning("database unreachable at start-up", exc_info=True)
-            return
-        if latest is None:
-            return
-        [notification] = self.recorder.select_notifications(start=latest, limit=1)
-        try:
-            self.mapper.to_domain_event(notification)
-        except MapperDeserialisationError as error:
-            encrypted = "with" if self.mapper.cipher else "without"
-            raise ConfigurationError(
-                f"The stored events cannot be read {encrypted} encryption: is "
-                f"BANK_CIPHER_KEY missing or wrong? ({error})"
-            ) from None
+        return make_safe(super().construct_env(name, env), dict(env or {}))
 
     # Commands.
 
@@ -429,7 +199,9 @@ class BankApplication(Application[UUID]):
         # account is decided again on the stored one before it is reported.
         trust_cache = True
         for attempt in range(1, self.max_attempts + 1):
-            accounts = Accounts(self, trust_cache=trust_cache)
+            accounts = Accounts(
+                self.load_account, self.cached_account if trust_cache else None
+            )
             try:
                 results = self._run(commands, accounts)
             except BankError:
@@ -455,11 +227,7 @@ class BankApplication(Application[UUID]):
             else:
                 self._remember_saved(changed)
                 return results
-        raise ConcurrencyError(
-            f"The accounts kept changing under this command; gave up after "
-            f"{self.max_attempts} attempts. Retry later.",
-            attempts=self.max_attempts,
-        )
+        raise ConcurrencyError(self.max_attempts)
 
     def execute_batch(
         self, commands: Sequence[Command], *, idempotency_key: str | None = None
@@ -469,10 +237,7 @@ class BankApplication(Application[UUID]):
         Each account is loaded once and saved once. A refusal carries the
         position of the refused command in `command_index`.
         """
-        if not 1 <= len(commands) <= MAX_BATCH_SIZE:
-            raise InvalidCommandError(
-                f"A batch holds 1 to {MAX_BATCH_SIZE} commands.", field="batch"
-            )
+        check_batch_size(len(commands))
         return self.execute(*commands, idempotency_key=idempotency_key)
 
     @staticmethod
@@ -509,11 +274,11 @@ class BankApplication(Application[UUID]):
 
     def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
         for account in opened:
-            if list(self.events.get(account.id, limit=1)):
-                raise AccountAlreadyExistsError(
-                    f"Account {account.account_id} already exists.",
-                    account_id=account.account_id,
-                )
+            if self._exists(account.id):
+                raise AccountAlreadyExistsError(account.account_id)
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return any(True for _ in self.events.get(aggregate_id, limit=1))
 
     # Queries.
 
@@ -533,10 +298,15 @@ class BankApplication(Application[UUID]):
                 projector_func=project_account,
             )
         except AggregateNotFoundError:
-            raise AccountNotFoundError(
-                f"There is no account {account_id}.", account_id=account_id
-            ) from None
+            raise AccountNotFoundError(account_id) from None
         return account
+
+    def require_account(self, account_id: AccountId) -> str:
+        """The account's normalised id; AccountNotFoundError if it was never opened."""
+        account_id = normalise_account_id(account_id)
+        if not self._exists(Account.create_id(account_id)):
+            raise AccountNotFoundError(account_id)
+        return account_id
 
     def get_account(
         self,
@@ -573,10 +343,7 @@ class BankApplication(Application[UUID]):
 
         latest = events(desc=True, limit=1)
         if not latest or timestamp_of(1) > moment:
-            raise AccountNotFoundError(
-                f"There was no account {account_id} at {moment.isoformat()}.",
-                account_id=account_id,
-            )
+            raise AccountNotFoundError(account_id, at=moment)
         known_at, after = 1, latest[0].originator_version + 1
         if latest[0].timestamp <= moment:
             return after - 1
@@ -599,15 +366,14 @@ class BankApplication(Application[UUID]):
         limit: int | None = None,
     ) -> list[Account.Event]:
         """The account's recorded events, oldest first."""
-        aggregate_id = Account.create_id(normalise_account_id(account_id))
+        account_id = normalise_account_id(account_id)
+        aggregate_id = Account.create_id(account_id)
         events = cast(
             "list[Account.Event]",
             list(self.events.get(aggregate_id, gt=after_version, limit=limit)),
         )
-        if not events and not list(self.events.get(aggregate_id, limit=1)):
-            raise AccountNotFoundError(
-                f"There is no account {account_id}.", account_id=str(account_id)
-            )
+        if not events and not self._exists(aggregate_id):
+            raise AccountNotFoundError(account_id)
         return events
 
     def take_snapshot(
@@ -626,27 +392,3 @@ class BankApplication(Application[UUID]):
             # The command's events are already committed: a missing snapshot
             # only costs a longer replay, while raising would invite a retry.
             logger.warning("snapshot of %s at %s failed", aggregate_id, version)
-
-
-class ConfigurationError(Exception):
-    """The bank's settings cannot work (a malformed or wrong cipher key)."""
-
-
-def check_cipher_key(cipher_key: str) -> None:
-    """Refuse a cipher key that is not base64 of 16, 24 or 32 bytes."""
-    try:
-        size = len(base64.b64decode(cipher_key, validate=True))
-    except ValueError:
-        size = 0
-    if size not in (16, 24, 32):
-        raise ConfigurationError(
-            "BANK_CIPHER_KEY must be base64 of 16, 24 or 32 random bytes; "
-            "`bank keygen` prints one."
-        )
-
-
-def with_sqlite_busy_timeout(url: str, seconds: str) -> str:
-    """Add a busy timeout to a SQLite file URL so writers wait, not fail."""
-    if not url.startswith("sqlite") or "memory" in url or "timeout=" in url:
-        return url
-    return f"{url}{'&' if '?' in url else '?'}timeout={seconds}"

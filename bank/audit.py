@@ -29,16 +29,17 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import select
 
-from bank.application import AccountState
+from bank.commands import AccountState
 from bank.domain import Account, event_fields
-from bank.projections import ACCOUNT_TOPICS, PROJECTION_NAME, STATEMENT_KINDS
+from bank.projections import PROJECTION_NAME, STATEMENT_KINDS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from uuid import UUID
 
     from sqlalchemy.engine import Connection, Engine
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
     from bank.projections import Ledger
 
 PAGE_SIZE = 1000
-# Every kind of account event, by class name (the audit reads no other events).
-ACCOUNT_EVENT_TYPES: dict[str, type[Account.Event]] = {
-    event_class.__name__: event_class for event_class in STATEMENT_KINDS
-}
 DEBITS = (Account.Withdrawn, Account.TransferSent)
 
 STREAMS = "streams"
@@ -120,19 +117,24 @@ class AuditReport:
         return not self.violations
 
 
-class _After(NamedTuple):
-    """An account right after one of its events, and its statement line."""
+class _Line(NamedTuple):
+    """A statement line: as stored (its reference unsealed), or as an event gives it."""
 
     version: int
-    overdraft_limit_in_cents: int
-    is_closed: bool
-    # The statement line, as compared with the stored one.
     kind: str
     amount_in_cents: int
     balance_in_cents: int
     counterparty: str | None
     transfer_id: str | None
     reference: str | None
+
+
+class _After(NamedTuple):
+    """An account right after one of its events, and the statement line it gives."""
+
+    overdraft_limit_in_cents: int
+    is_closed: bool
+    line: _Line
 
 
 class _Half(NamedTuple):
@@ -142,6 +144,21 @@ class _Half(NamedTuple):
     version: int
     counterparty: str
     amount_in_cents: int
+
+    @classmethod
+    def of(
+        cls,
+        event: Account.TransferSent | Account.TransferReceived,
+        account: Account,
+        counterparty: str,
+    ) -> _Half:
+        """The half an account recorded with this event."""
+        return cls(
+            account.account_id,
+            event.originator_version,
+            counterparty,
+            event.amount_in_cents,
+        )
 
 
 @dataclass
@@ -172,10 +189,10 @@ class _Replayed:
         return AccountState(
             self.account.account_id,
             self.account.owner_email,
-            after.balance_in_cents,
+            after.line.balance_in_cents,
             after.overdraft_limit_in_cents,
             after.is_closed,
-            after.version,
+            after.line.version,
         )
 
 
@@ -200,22 +217,9 @@ class _Replay:
 
     def read(self, stop: int) -> None:
         """Apply every account event after the position, up to notification `stop`."""
-        while self.position < stop:
-            notifications = self.app.recorder.select_notifications(
-                self.position,
-                PAGE_SIZE,
-                stop=stop,
-                topics=ACCOUNT_TOPICS,
-                inclusive_of_start=False,
-            )
-            if not notifications:
-                break
-            for notification in notifications:
-                self.apply(
-                    cast("Account.Event", self.app.mapper.to_domain_event(notification))
-                )
-            self.last_account_event_id = notifications[-1].id
-            self.position = notifications[-1].id
+        for notification_id, event in self.app.event_log.events(self.position, stop):
+            self.apply(event)
+            self.last_account_event_id = self.position = notification_id
         self.position = max(self.position, stop)
 
     def apply(self, event: Account.Event) -> None:
@@ -302,31 +306,23 @@ class _Replay:
         elif isinstance(event, Account.Withdrawn):
             self.withdrawals_in_cents += event.amount_in_cents
         elif isinstance(event, Account.TransferSent):
-            half = _Half(
-                account.account_id,
-                event.originator_version,
-                event.to_account_id,
-                event.amount_in_cents,
+            self._transfer(event.transfer_id).sent.append(
+                _Half.of(event, account, event.to_account_id)
             )
-            self.transfers.setdefault(event.transfer_id, _Transfer()).sent.append(half)
         elif isinstance(event, Account.TransferReceived):
-            half = _Half(
-                account.account_id,
-                event.originator_version,
-                event.from_account_id,
-                event.amount_in_cents,
+            self._transfer(event.transfer_id).received.append(
+                _Half.of(event, account, event.from_account_id)
             )
-            transfer = self.transfers.setdefault(event.transfer_id, _Transfer())
-            transfer.received.append(half)
+
+    def _transfer(self, transfer_id: str) -> _Transfer:
+        return self.transfers.setdefault(transfer_id, _Transfer())
 
     @staticmethod
     def _after(event: Account.Event, account: Account, balance_before: int) -> _After:
         kind = STATEMENT_KINDS.get(type(event), (type(event).__name__, 0))[0]
         fields = event_fields(event)
-        return _After(
+        line = _Line(
             account.version,
-            account.overdraft_limit_in_cents,
-            account.is_closed,
             kind,
             account.balance_in_cents - balance_before,
             account.balance_in_cents,
@@ -334,12 +330,13 @@ class _Replay:
             fields.get("transfer_id"),
             fields.get("reference") or None,
         )
+        return _After(account.overdraft_limit_in_cents, account.is_closed, line)
 
 
 def audit(app: BankApplication, ledger: Ledger | None = None) -> AuditReport:
     """Re-derive every account from the whole log and check everything stored."""
     replay = _Replay(app)
-    replay.read(stop=app.recorder.max_notification_id() or 0)
+    replay.read(stop=app.event_log.head())
     read_models = _check_read_models(replay, ledger)  # may read the log further
     results = [
         _result(replay, STREAMS, f"{replay.events:,} events"),
@@ -485,25 +482,19 @@ def _check_read_models(replay: _Replay, ledger: Ledger | None) -> CheckResult:
 def _check_account_views(replay: _Replay, db: Connection, ledger: Ledger) -> int:
     """Compare each accounts view row with its account; return the rows read."""
     seen = set()
+    sealer = ledger.projection.sealer
     for row in db.execute(select(ledger.projection.accounts)).mappings():
         account_id = row["account_id"]
         seen.add(account_id)
-        replayed = replay.by_account_id.get(account_id)
+        replayed = _opened(replay, account_id, "the accounts view has a row for it")
         if replayed is None:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: the accounts view has a row for it, but the "
-                "log never opened it.",
-                account_id=account_id,
-            )
             continue
-        sealer = ledger.projection.sealer
         if row["owner_key"] != sealer.lookup_key(replayed.account.owner_email):
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: the accounts view files it under the wrong "
-                "owner key, so its owner's listing misses it.",
-                account_id=account_id,
+            _read_model_problem(
+                replay,
+                account_id,
+                "the accounts view files it under the wrong owner key, so its "
+                "owner's listing misses it.",
             )
         view = AccountState(
             account_id,
@@ -515,19 +506,35 @@ def _check_account_views(replay: _Replay, db: Connection, ledger: Ledger) -> int
         )
         differences = _differences(view, AccountState.of(replayed.account))
         if differences:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: the accounts view row differs from the "
-                f"events: {differences}.",
-                account_id=account_id,
+            _read_model_problem(
+                replay,
+                account_id,
+                f"the accounts view row differs from the events: {differences}.",
             )
     for account_id in replay.by_account_id.keys() - seen:
-        replay.violation(
-            READ_MODELS,
-            f"Account {account_id}: it has no row in the accounts view.",
-            account_id=account_id,
-        )
+        _read_model_problem(replay, account_id, "it has no row in the accounts view.")
     return len(seen)
+
+
+def _opened(replay: _Replay, account_id: str, found: str) -> _Replayed | None:
+    """The account a read model names, or None (a violation) if never opened."""
+    replayed = replay.by_account_id.get(account_id)
+    if replayed is None:
+        _read_model_problem(
+            replay, account_id, f"{found}, but the log never opened it."
+        )
+    return replayed
+
+
+def _read_model_problem(
+    replay: _Replay, account_id: str, problem: str, version: int | None = None
+) -> None:
+    replay.violation(
+        READ_MODELS,
+        f"Account {account_id}: {problem}",
+        account_id=account_id,
+        version=version,
+    )
 
 
 def _check_statement_lines(replay: _Replay, db: Connection, ledger: Ledger) -> int:
@@ -554,36 +561,17 @@ def _check_statement_lines(replay: _Replay, db: Connection, ledger: Ledger) -> i
         lines = [_Line._make((*row[1:-1], sealer.open(row[-1]))) for row in group]
         read += len(lines)
         with_lines.add(account_id)
-        replayed = replay.by_account_id.get(account_id)
-        if replayed is None:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: {len(lines)} statement lines, but the log "
-                "never opened it.",
-                account_id=account_id,
-            )
-        else:
+        replayed = _opened(replay, account_id, f"{len(lines)} statement lines")
+        if replayed is not None:
             _compare_statement(replay, replayed, lines)
     for account_id in replay.by_account_id.keys() - with_lines:
-        replay.violation(
-            READ_MODELS,
-            f"Account {account_id}: it has no statement lines; each of its "
-            f"{replay.by_account_id[account_id].account.version} events needs one.",
-            account_id=account_id,
+        events = replay.by_account_id[account_id].account.version
+        _read_model_problem(
+            replay,
+            account_id,
+            f"it has no statement lines; each of its {events} events needs one.",
         )
     return read
-
-
-class _Line(NamedTuple):
-    """A stored statement line (its reference unsealed)."""
-
-    version: int
-    kind: str
-    amount_in_cents: int
-    balance_in_cents: int
-    counterparty: str | None
-    transfer_id: str | None
-    reference: str | None
 
 
 def _compare_statement(
@@ -594,30 +582,27 @@ def _compare_statement(
     for line in lines:
         version = line.version
         after = replayed.after(version)
-        where = {"account_id": account_id, "version": version}
         if after is None:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: statement line {version} has no event "
-                "of that version in the log.",
-                **where,
+            problem = (
+                f"statement line {version} has no event of that version in the log."
             )
-        elif line[1:] != after[3:]:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: statement line {version} says "
-                f"{_describe(line)}; its event says {_describe(after)}.",
-                **where,
+        elif line != after.line:
+            problem = (
+                f"statement line {version} says {_describe(line)}; its event says "
+                f"{_describe(after.line)}."
             )
+        else:
+            continue
+        _read_model_problem(replay, account_id, problem, version)
     listed = {line.version for line in lines}
     for after in history:
-        if after and after.version not in listed:
-            replay.violation(
-                READ_MODELS,
-                f"Account {account_id}: the {after.kind} event of version "
-                f"{after.version} has no statement line.",
-                account_id=account_id,
-                version=after.version,
+        if after and after.line.version not in listed:
+            _read_model_problem(
+                replay,
+                account_id,
+                f"the {after.line.kind} event of version {after.line.version} has no "
+                "statement line.",
+                after.line.version,
             )
 
 
@@ -627,21 +612,18 @@ def _check_snapshots(replay: _Replay) -> CheckResult:
     audited = replay.accounts.values()
     for replayed in audited:
         account = replayed.account
-        # A version keeps the repository off its cache: it reads the store.
-        try:
-            rebuilt: Account = app.repository.get(account.id, version=account.version)
-            differences = _differences(
-                AccountState.of(rebuilt), AccountState.of(account)
-            )
-        except Exception as error:  # a corrupt snapshot may not even load
-            differences = f"it cannot be loaded: {error!r}"
+        differences = _loaded_differences(
+            # A version keeps the repository off its cache: it reads the store.
+            partial(app.repository.get, account.id, version=account.version),
+            AccountState.of(account),
+        )
         if differences:
-            replay.violation(
-                SNAPSHOTS,
-                f"Account {account.account_id}: the repository rebuilds version "
-                f"{account.version} differently from the events: {differences}.",
-                account_id=account.account_id,
-                version=account.version,
+            _snapshot_problem(
+                replay,
+                account.account_id,
+                account.version,
+                f"the repository rebuilds version {account.version} differently "
+                f"from the events: {differences}.",
             )
         for snapshot in app.snapshots.get(account.id) if app.snapshots else ():
             version = snapshot.originator_version
@@ -660,29 +642,45 @@ def _has_event(app: BankApplication, aggregate_id: UUID, version: int) -> bool:
 
 
 def _compare_snapshot(replay: _Replay, replayed: _Replayed, snapshot: Any) -> None:
-    account_id = replayed.account.account_id
     version = snapshot.originator_version
-    expected = replayed.state_at(version)
-    try:
-        stored = AccountState.of(snapshot.mutate(None))
-        differences = (
-            _differences(stored, expected)
-            if expected
-            else "the log has no event of that version"
-        )
-    except Exception as error:  # a corrupt snapshot may not even load
-        differences = f"it cannot be loaded: {error!r}"
+    differences = _loaded_differences(
+        partial(snapshot.mutate, None), replayed.state_at(version)
+    )
     if differences:
-        replay.violation(
-            SNAPSHOTS,
-            f"Account {account_id}: the snapshot of version {version} differs from "
-            f"the events: {differences}.",
-            account_id=account_id,
-            version=version,
+        _snapshot_problem(
+            replay,
+            replayed.account.account_id,
+            version,
+            f"the snapshot of version {version} differs from the events: "
+            f"{differences}.",
         )
 
 
-def _describe(line: _Line | _After) -> str:
+def _loaded_differences(
+    load: Callable[[], Account], expected: AccountState | None
+) -> str:
+    """How an account loaded another way differs from the events ("" if not at all)."""
+    try:
+        loaded = AccountState.of(load())
+    except Exception as error:  # a corrupt snapshot may not even load
+        return f"it cannot be loaded: {error!r}"
+    if expected is None:
+        return "the log has no event of that version"
+    return _differences(loaded, expected)
+
+
+def _snapshot_problem(
+    replay: _Replay, account_id: str, version: int, problem: str
+) -> None:
+    replay.violation(
+        SNAPSHOTS,
+        f"Account {account_id}: {problem}",
+        account_id=account_id,
+        version=version,
+    )
+
+
+def _describe(line: _Line) -> str:
     """A statement line in words, e.g. "deposit +500, balance after 1500"."""
     text = (
         f"{line.kind} {line.amount_in_cents:+d}, balance after {line.balance_in_cents}"

@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
 MAX_AMOUNT_IN_CENTS = 10**15
 MAX_EMAIL_LENGTH = 254
@@ -47,9 +48,17 @@ class InvalidCommandError(BankError):
 
 
 class AccountNotFoundError(BankError):
-    """No account has this id."""
+    """No account has this id (or had it, at a given moment)."""
 
     code = "account_not_found"
+
+    def __init__(self, account_id: str, at: datetime | None = None) -> None:
+        message = (
+            f"There is no account {account_id}."
+            if at is None
+            else f"There was no account {account_id} at {at.isoformat()}."
+        )
+        super().__init__(message, account_id=account_id)
 
 
 class AccountAlreadyExistsError(BankError):
@@ -57,11 +66,26 @@ class AccountAlreadyExistsError(BankError):
 
     code = "account_already_exists"
 
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"Account {account_id} already exists.", account_id=account_id)
+
 
 class InsufficientFundsError(BankError):
     """The debit would take the balance below the overdraft limit."""
 
     code = "insufficient_funds"
+
+    def __init__(self, account: Account, amount_in_cents: int) -> None:
+        available_in_cents = account.available_in_cents
+        super().__init__(
+            f"Account {account.account_id} has {available_in_cents} cents available; "
+            f"{amount_in_cents} were asked for.",
+            account_id=account.account_id,
+            balance_in_cents=account.balance_in_cents,
+            overdraft_limit_in_cents=account.overdraft_limit_in_cents,
+            available_in_cents=available_in_cents,
+            amount_in_cents=amount_in_cents,
+        )
 
 
 class AccountClosedError(BankError):
@@ -69,17 +93,35 @@ class AccountClosedError(BankError):
 
     code = "account_closed"
 
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"Account {account_id} is closed.", account_id=account_id)
+
 
 class AccountNotEmptyError(BankError):
     """Only an account whose balance is exactly zero can be closed."""
 
     code = "account_not_empty"
 
+    def __init__(self, account_id: str, balance_in_cents: int) -> None:
+        super().__init__(
+            f"Account {account_id} still holds {balance_in_cents} cents; "
+            "only an empty account can be closed.",
+            account_id=account_id,
+            balance_in_cents=balance_in_cents,
+        )
+
 
 class ConcurrencyError(BankError):
     """Other writers kept winning the race for an account; retry later."""
 
     code = "concurrency_conflict"
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(
+            "The accounts kept changing under this command; gave up after "
+            f"{attempts} attempts. Retry later.",
+            attempts=attempts,
+        )
 
 
 def normalise_account_id(account_id: str | int) -> str:
@@ -271,34 +313,23 @@ class Account(Aggregate):
         """Close the account; only an empty account can be closed."""
         self.check_is_open()
         if self.balance_in_cents != 0:
-            raise AccountNotEmptyError(
-                f"Account {self.account_id} still holds "
-                f"{self.balance_in_cents} cents; only an empty account can be closed.",
-                account_id=self.account_id,
-                balance_in_cents=self.balance_in_cents,
-            )
+            raise AccountNotEmptyError(self.account_id, self.balance_in_cents)
         self._closed()
 
     def check_is_open(self) -> None:
         """Refuse any change to a closed account."""
         if self.is_closed:
-            raise AccountClosedError(
-                f"Account {self.account_id} is closed.", account_id=self.account_id
-            )
+            raise AccountClosedError(self.account_id)
 
     def check_can_debit(self, amount_in_cents: int) -> None:
         """Refuse a debit that would go below the overdraft limit."""
-        available_in_cents = self.balance_in_cents + self.overdraft_limit_in_cents
-        if amount_in_cents > available_in_cents:
-            raise InsufficientFundsError(
-                f"Account {self.account_id} has {available_in_cents} cents available; "
-                f"{amount_in_cents} were asked for.",
-                account_id=self.account_id,
-                balance_in_cents=self.balance_in_cents,
-                overdraft_limit_in_cents=self.overdraft_limit_in_cents,
-                available_in_cents=available_in_cents,
-                amount_in_cents=amount_in_cents,
-            )
+        if amount_in_cents > self.available_in_cents:
+            raise InsufficientFundsError(self, amount_in_cents)
+
+    @property
+    def available_in_cents(self) -> int:
+        """What may still be debited: the balance plus the overdraft limit."""
+        return self.balance_in_cents + self.overdraft_limit_in_cents
 
     # The @event methods below only apply already-decided facts: they run
     # again on every replay, so they hold no rules.
@@ -330,6 +361,22 @@ class Account(Aggregate):
     @event(Closed)
     def _closed(self) -> None:
         self.is_closed = True
+
+
+# The domain's list of its own facts, by name. Every reader of the log (read
+# models, audit, replay) takes it from here; a test checks each covers it all.
+ACCOUNT_EVENT_TYPES: dict[str, type[Account.Event]] = {
+    event_class.__name__: event_class
+    for event_class in (
+        Account.Opened,
+        Account.Deposited,
+        Account.Withdrawn,
+        Account.TransferSent,
+        Account.TransferReceived,
+        Account.OverdraftLimitSet,
+        Account.Closed,
+    )
+}
 
 
 def event_fields(domain_event: Account.Event) -> dict[str, Any]:

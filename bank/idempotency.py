@@ -22,7 +22,7 @@ from bank.domain import BankError, InvalidCommandError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bank.application import CommandResult
+    from bank.commands import CommandResult
 
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 _NAMESPACE = uuid5(NAMESPACE_URL, "urn:eventsourced-bank:idempotency-key")

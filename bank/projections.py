@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic, strtobool
+from eventsourcing.utils import strtobool
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -40,21 +40,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
-from bank.application import ConfigurationError
-from bank.domain import Account, InvalidCommandError, event_fields
+from bank.domain import Account, BankError, InvalidCommandError, event_fields
 from bank.persistence import create_tables
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from eventsourcing.application import Application
-    from eventsourcing.persistence import (
-        ApplicationRecorder,
-        Cipher,
-        Mapper,
-        Notification,
-    )
+    from eventsourcing.persistence import Cipher
     from sqlalchemy.engine import Connection, Engine
+
+    from bank.application import BankApplication
+    from bank.eventlog import EventLog, LoggedEvent
 
 PROJECTION_NAME = "ledger"
 BATCH_SIZE = 1000
@@ -68,10 +64,15 @@ STATEMENT_KINDS: dict[type[Account.Event], tuple[str, int]] = {
     Account.OverdraftLimitSet: ("overdraft_limit_set", 0),
     Account.Closed: ("closed", 0),
 }
-ACCOUNT_TOPICS = tuple(get_topic(event_class) for event_class in STATEMENT_KINDS)
 
 Money = BigInteger().with_variant(Integer(), "sqlite")
 NotificationId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ReadModelsUnavailableError(BankError):
+    """The bank's store has no SQL database to keep read models in."""
+
+    code = "read_models_unavailable"
 
 
 def ledger_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
@@ -167,14 +168,12 @@ class LedgerProjection:
     def __init__(
         self,
         engine: Engine,
-        recorder: ApplicationRecorder,
-        mapper: Mapper[Any],
+        log: EventLog,
         schema: str | None = None,
         sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
-        self.recorder = recorder
-        self.mapper = mapper
+        self.log = log
         self.sealer = sealer or Sealer(None, None)
         self.metadata = MetaData(schema=schema)
         self.accounts, self.statement_lines, self.positions = ledger_tables(
@@ -225,18 +224,14 @@ class LedgerProjection:
         applied = 0
         while True:
             position = self.position()
-            notifications = self.recorder.select_notifications(
-                start=position,
-                limit=batch_size,
-                topics=ACCOUNT_TOPICS,
-                inclusive_of_start=False,
-            )
-            if not notifications:
+            # Decoded here, before the transaction that holds the position's lock.
+            events = self.log.page(position, batch_size)
+            if not events:
                 return applied
-            if self._apply(position, notifications):
-                applied += len(notifications)
+            if self._apply(position, events):
+                applied += len(events)
                 if progress:
-                    progress(notifications[-1].id)
+                    progress(events[-1].notification_id)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild the tables from the whole log; an interrupted rebuild resumes."""
@@ -269,10 +264,8 @@ class LedgerProjection:
     def _named(self) -> Any:
         return self.positions.c.name == PROJECTION_NAME
 
-    def _apply(self, start: int, notifications: Sequence[Notification]) -> bool:
+    def _apply(self, start: int, events: Sequence[LoggedEvent]) -> bool:
         """Apply one batch; False when another projector got there first."""
-        # Decoded before the transaction, which holds the position's lock.
-        events = [self.mapper.to_domain_event(n) for n in notifications]
         with self.engine.begin() as db:
             # The compare-and-set comes first: it takes the write lock on the
             # position row, so a rival waits, then finds the position moved.
@@ -280,29 +273,24 @@ class LedgerProjection:
                 update(self.positions)
                 .where(self._named)
                 .where(self.positions.c.position == start)
-                .values(position=notifications[-1].id)
+                .values(position=events[-1].notification_id)
             ).rowcount
             if claimed != 1:
                 return False
-            self._write(db, events, notifications)
+            self._write(db, events)
         return True
 
-    def _write(
-        self,
-        db: Connection,
-        events: Sequence[Any],
-        notifications: Sequence[Notification],
-    ) -> None:
-        rows = self._rows_of(db, {e.originator_id for e in events})
+    def _write(self, db: Connection, events: Sequence[LoggedEvent]) -> None:
+        rows = self._rows_of(db, {logged.event.originator_id for logged in events})
         lines = []
-        for domain_event, notification in zip(events, notifications, strict=True):
+        for notification_id, domain_event in events:
             row = rows.get(domain_event.originator_id)
             if row is None:
                 row = rows[domain_event.originator_id] = _new_row(
                     domain_event, self.sealer
                 )
             row.changed = True
-            line = _statement_line(row.values, domain_event, notification.id)
+            line = _statement_line(row.values, domain_event, notification_id)
             line["reference"] = self.sealer.seal(line["reference"])
             lines.append(line)
         inserts = [row.values for row in rows.values() if row.is_new]
@@ -401,16 +389,15 @@ class Ledger:
     write path pays nothing for the read models.
     """
 
-    def __init__(self, app: Application[Any]) -> None:
+    def __init__(self, app: BankApplication) -> None:
         datastore = getattr(app.factory, "datastore", None)
         engine = getattr(datastore, "engine", None)
         if engine is None:
             msg = "Read models need a SQL database (SQLALCHEMY_URL)."
-            raise ConfigurationError(msg)
+            raise ReadModelsUnavailableError(msg)
         self.projection = LedgerProjection(
             engine,
-            app.recorder,
-            app.mapper,
+            app.event_log,
             app.env.get("SQLALCHEMY_SCHEMA"),
             Sealer(app.mapper.cipher, app.env.get("CIPHER_KEY")),
         )

@@ -21,13 +21,12 @@ from bench.report import Row, judged
 from bench.stores import (
     POSTGRES_URL,
     SQLITE_DEFAULT_SYNCHRONOUS,
-    libpq_url,
     postgres_schema,
-    postgres_unreachable_reason,
     sqlite_synchronous,
     sqlite_url,
     synchronous_name,
 )
+from web.testing import libpq_url, postgres_unreachable_reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -119,7 +118,7 @@ def sqlite_rows(count: int) -> list[Row]:
 
 def postgres_rows(count: int) -> list[Row]:
     """B1b: the bank on PostgreSQL against a plain psycopg loop; skipped if down."""
-    reason = postgres_unreachable_reason()
+    reason = postgres_unreachable_reason(POSTGRES_URL)
     if reason is not None:
         return [
             Row(

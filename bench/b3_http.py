@@ -7,18 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.http_load import (
-    HOST,
-    ServerError,
-    call,
-    drive,
-    free_port,
-    json_body,
-    running_server,
-)
+from bench.http_load import call, drive, json_body, running_server
 from bench.measure import ms_text, percentile, rate_text, ratio_text
 from bench.report import Row, judged
 from bench.stores import sqlite_url
+from web.testing import HOST, ServerError, free_port
 
 if TYPE_CHECKING:
     from bench.http_load import LoadResult

@@ -10,13 +10,13 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from bank import BankApplication
-from bank.application import Deposit, OpenAccount, Transfer, Withdraw
+from bank.commands import Deposit, OpenAccount, Transfer, Withdraw
 from bench.measure import per_second, rate_text
 from bench.report import Row, judged
 from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
-    from bank.application import Command
+    from bank.commands import Command
     from bench.sizes import Sizes
 
 ACCOUNTS = 100

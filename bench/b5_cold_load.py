@@ -16,7 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from bank import BankApplication
-from bank.application import MAX_BATCH_SIZE, Deposit
+from bank.commands import MAX_BATCH_SIZE, Deposit
 from bench.measure import ms_text
 from bench.report import REPO_ROOT, Row, judged
 from bench.stores import sqlite_url

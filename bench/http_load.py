@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,19 +12,14 @@ from threading import Barrier
 from typing import TYPE_CHECKING, Any
 
 from bench.report import REPO_ROOT
+from web.testing import HOST, ServerError, ServerProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
-HOST = "127.0.0.1"
 STARTUP_SECONDS = 30.0
-SHUTDOWN_SECONDS = 10.0
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-
-
-class ServerError(RuntimeError):
-    """A server did not start, or answered with errors."""
 
 
 @dataclass
@@ -74,73 +64,15 @@ class LoadResult:
             )
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running_server(argv: Sequence[str], port: int, log_path: Path) -> Iterator[None]:
-    """Run a server until it answers GET /api/health; always stop it afterwards."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,  # gunicorn imports `web` and `bench` from here
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_until_healthy(process, port, log_path)
-            yield
-        finally:
-            stop(process)
-
-
-def wait_until_healthy(
-    process: subprocess.Popen[bytes], port: int, log_path: Path
-) -> None:
-    """Poll GET /api/health until it answers 200; raise if the server dies or stalls."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    problem = "no answer yet"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            problem = f"it exited with status {process.returncode}"
-            break
-        try:
-            status, _ = call(port, "GET", "/api/health", timeout=2)
-        except (OSError, http.client.HTTPException) as error:
-            problem = repr(error)
-        else:
-            if status == 200:
-                return
-            problem = f"health answered {status}"
-        time.sleep(0.1)
-    raise ServerError(
-        f"server on port {port} not healthy: {problem}; log: {tail(log_path)}"
+def running_server(argv: Sequence[str], port: int, log_path: Path) -> ServerProcess:
+    """A server that `with` starts, waits for until healthy, and always stops."""
+    return ServerProcess(
+        argv,
+        port,
+        log_path,
+        cwd=REPO_ROOT,  # gunicorn imports `web` and `bench` from here
+        startup_seconds=STARTUP_SECONDS,
     )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM gunicorn (a graceful stop), then kill its process group if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(SHUTDOWN_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(SHUTDOWN_SECONDS)
-    # Workers of a killed master are left in its (own, new) process group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def tail(log_path: Path, characters: int = 2000) -> str:
-    """The end of a server's log."""
-    return log_path.read_text(errors="replace")[-characters:]
 
 
 def call(

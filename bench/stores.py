@@ -12,6 +12,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, text
 
+from web.testing import libpq_url
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
@@ -28,20 +30,6 @@ SQLITE_DEFAULT_SYNCHRONOUS = 2  # FULL, unless SQLite was compiled otherwise
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"
-
-
-def libpq_url(sqlalchemy_url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL as psycopg wants it."""
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def postgres_unreachable_reason() -> str | None:
-    """Why PostgreSQL cannot be benchmarked, or None when it answers."""
-    try:
-        with psycopg.connect(libpq_url(POSTGRES_URL), connect_timeout=3):
-            return None
-    except psycopg.Error as error:
-        return " ".join(f"PostgreSQL at {POSTGRES_URL} is unreachable: {error}".split())
 
 
 @contextlib.contextmanager

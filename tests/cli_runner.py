@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from click.testing import CliRunner, Result
 
 from bank import BankApplication
-from bank.cli import main
+from cli.main import main
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,6 +12,7 @@ from scenario import Scenario
 
 from bank import BankApplication
 from web import create_app
+from web.testing import libpq_url, postgres_unreachable_reason
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,22 +27,10 @@ POSTGRES_URL = os.environ.get(
 BankEnv = dict[str, str]
 
 
-def _libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _postgres_unreachable_reason() -> str | None:
-    try:
-        with psycopg.connect(_libpq_url(POSTGRES_URL), connect_timeout=3):
-            return None
-    except psycopg.Error as error:
-        return f"PostgreSQL at {POSTGRES_URL} is unreachable: {error}".strip()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL server's URL; skips (fails under CI) when it is down."""
-    reason = _postgres_unreachable_reason()
+    reason = postgres_unreachable_reason(POSTGRES_URL)
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set, so PostgreSQL tests may not skip)")
@@ -68,14 +57,14 @@ def sqlite_env(tmp_path: Path) -> BankEnv:
 def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
     """Settings for PostgreSQL, isolated in a schema dropped afterwards."""
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq_url(postgres_url), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     yield {
         "PERSISTENCE_MODULE": "bank.persistence",
         "SQLALCHEMY_URL": postgres_url,
         "SQLALCHEMY_SCHEMA": schema,
     }
-    with psycopg.connect(_libpq_url(postgres_url), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 

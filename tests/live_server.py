@@ -6,11 +6,7 @@ import contextlib
 import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bank import BankApplication
+from web.testing import HOST, ServerProcess, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,7 +23,6 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BANK_SCRIPT = Path(sys.executable).parent / "bank"
-HOST = "127.0.0.1"
 STARTUP_SECONDS = 20.0
 SHUTDOWN_SECONDS = 10.0
 REQUEST_SECONDS = 10.0
@@ -134,12 +130,12 @@ class Server:
         # all at once, as on a real first start.
         self.create_tables_first = create_tables_first
         self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ServerProcess | None = None
 
     @property
     def running(self) -> bool:
         """Whether the master process is alive."""
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.running
 
     def start(self) -> None:
         """Start on a fresh free port and wait until GET /api/health answers 200."""
@@ -162,30 +158,27 @@ class Server:
             command += ["--threads", str(self.threads)]
         # Every setting (SQLALCHEMY_SCHEMA for PostgreSQL) reaches the workers
         # via the environment; the URL also via --db, which beats BANK_* keys.
-        env = {**os.environ, **self.db_env}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env=env,
-                cwd=REPO_ROOT,  # gunicorn imports `web` from its working directory
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until_healthy(self, self.process)
+        self.process = ServerProcess(
+            command,
+            self.port,
+            self.log_path,
+            cwd=REPO_ROOT,  # gunicorn imports `web` from its working directory
+            env={**os.environ, **self.db_env},
+            name="`bank serve`",
+            startup_seconds=STARTUP_SECONDS,
+            shutdown_seconds=SHUTDOWN_SECONDS,
+        )
+        self.process.start()
 
     def stop(self) -> None:
         """SIGTERM (a graceful stop), then SIGKILL the whole group if it lingers."""
         if self.process is not None:
-            stop(self.process)
+            self.process.stop()
 
     def kill(self) -> None:
         """SIGKILL the master and every worker at once, mid-request if need be."""
         assert self.process is not None, "the server was never started"
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(SHUTDOWN_SECONDS)
-        wait_until_group_is_gone(self.process.pid)
+        self.process.kill()
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same database and log."""
@@ -304,70 +297,6 @@ class Ledger:
         assert not half_applied, f"half-applied transfers: {sorted(half_applied)}"
         assert sent == received
         return sent
-
-
-def free_port() -> int:
-    """A TCP port nothing is listening on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until_healthy(server: Server, process: subprocess.Popen[bytes]) -> None:
-    """Poll GET /api/health until it answers 200, the server dies, or time is up."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    last_problem = "no answer yet"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"`bank serve` exited with status {process.returncode}")
-        try:
-            status, body = server.request("GET", "/api/health", timeout=2.0)
-        except (OSError, http.client.HTTPException, ValueError) as problem:
-            last_problem = repr(problem)
-        else:
-            if status == 200:
-                return
-            last_problem = f"{status} {body}"
-        time.sleep(0.2)
-    pytest.fail(f"`bank serve` not healthy after {STARTUP_SECONDS} s: {last_problem}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM gunicorn (a graceful stop), then kill its whole group if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(SHUTDOWN_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(SHUTDOWN_SECONDS)
-    # Workers left behind by a killed master share its (new) process group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    wait_until_group_is_gone(process.pid)
-
-
-def wait_until_group_is_gone(group: int) -> None:
-    """Wait (bounded) until no live process of the group is left."""
-    deadline = time.monotonic() + SHUTDOWN_SECONDS
-    while time.monotonic() < deadline and group_members(group):
-        time.sleep(0.05)
-
-
-def group_members(group: int) -> list[int]:
-    """The live (not zombie) processes in a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (comm) state ppid pgrp ...": comm may hold spaces or parens.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        state, process_group = fields[0], int(fields[2])
-        if process_group == group and state not in {"Z", "X"}:
-            members.append(int(stat.parent.name))
-    return members
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from bank import Account, BankApplication
 from bank.domain import event_fields
 
 if TYPE_CHECKING:
-    from bank.application import Command, CommandResult
+    from bank.commands import Command, CommandResult
 
 
 @dataclass(frozen=True)

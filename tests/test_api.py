@@ -10,9 +10,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from bank import BankApplication
-from bank.commands import COMMANDS
 from web import create_app
 from web.errors import STATUS_BY_CODE
+from web.registry import COMMANDS
 
 if TYPE_CHECKING:
     from conftest import BankEnv

@@ -17,7 +17,8 @@ from bank import (
     ConcurrencyError,
     InsufficientFundsError,
 )
-from bank.application import Accounts, CommandResult, with_sqlite_busy_timeout
+from bank.commands import Accounts, CommandResult
+from bank.settings import with_sqlite_busy_timeout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,6 +42,24 @@ def test_the_python_api_round_trip(app: BankApplication) -> None:
     assert app.get_account(bob).overdraft_limit_in_cents == 100
     assert app.get_account(bob).owner_email == "bob@example.com"
     assert app.get_account(alice).account_id == "123"
+
+
+def test_require_account_answers_the_id_of_an_opened_account(
+    stored_bank: Scenario,
+) -> None:
+    stored_bank.given(opened("123"))
+
+    assert stored_bank.app.require_account(123) == "123"
+
+
+def test_require_account_refuses_an_account_never_opened(stored_bank: Scenario) -> None:
+    stored_bank.given(opened("123"))
+
+    with pytest.raises(AccountNotFoundError) as refused:
+        stored_bank.app.require_account("456")
+
+    assert refused.value.details == {"account_id": "456"}
+    assert stored_bank.new_events() == []
 
 
 def test_a_refused_command_stores_nothing(stored_bank: Scenario) -> None:

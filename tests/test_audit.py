@@ -9,8 +9,8 @@ from eventsourcing.domain import datetime_now_with_tzinfo
 from sqlalchemy import delete, text, update
 
 from bank import Account, BankApplication
-from bank.application import Deposit, Transfer, Withdraw
 from bank.audit import AuditReport, audit
+from bank.commands import Deposit, Transfer, Withdraw
 from bank.projections import Ledger
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bank import BankApplication, InsufficientFundsError, InvalidCommandError
-from bank.application import MAX_BATCH_SIZE, Deposit, OpenAccount, Transfer, Withdraw
+from bank.commands import MAX_BATCH_SIZE, Deposit, OpenAccount, Transfer, Withdraw
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -192,3 +192,18 @@ def test_a_full_batch_may_exceed_the_64_kib_single_command_limit(
     assert response.status_code == 200
     assert response.json is not None
     assert response.json["results"][-1]["balance_in_cents"] == MAX_BATCH_SIZE
+
+
+def test_a_body_over_the_one_mib_limit_is_refused_with_that_limit(
+    flask_app: Flask, client: FlaskClient
+) -> None:
+    padding = "x" * (1024 * 1024)
+
+    response = client.post("/api", json={"batch": [{"command": padding}]})
+
+    assert response.status_code == 413
+    assert response.json is not None
+    error = response.json["error"]
+    assert error["code"] == "payload_too_large"
+    assert error["message"] == "The request body is larger than 1,048,576 bytes."
+    assert _events(flask_app) == 0

@@ -11,7 +11,8 @@ from cli_runner import Cli, cli_on_a_fresh_sqlite_file, fields, rows
 from click.testing import CliRunner
 
 from bank import Account
-from bank.cli import gunicorn_argv, main
+from cli.main import main
+from cli.serve import gunicorn_argv
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -238,8 +239,8 @@ def test_serve_execs_gunicorn_with_the_database_and_opens_no_bank(
     bank: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     execs: list[tuple[str, list[str], dict[str, str]]] = []
-    monkeypatch.setattr("bank.cli.os.execvpe", lambda *call: execs.append(call))
-    monkeypatch.setattr("bank.cli.BankApplication", None)  # must not be built
+    monkeypatch.setattr("cli.serve.os.execvpe", lambda *call: execs.append(call))
+    monkeypatch.setattr("cli.session.BankApplication", None)  # must not be built
 
     result = bank("serve", "--port", "9000", "--workers", "3")
 
@@ -255,7 +256,7 @@ def test_serve_has_its_own_db_option_that_wins(
     bank: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     execs: list[tuple[str, list[str], dict[str, str]]] = []
-    monkeypatch.setattr("bank.cli.os.execvpe", lambda *call: execs.append(call))
+    monkeypatch.setattr("cli.serve.os.execvpe", lambda *call: execs.append(call))
 
     result = bank("serve", "--db", "postgresql+psycopg://server/bank")
 

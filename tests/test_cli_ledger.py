@@ -23,7 +23,7 @@ def bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the commands read the read models two rows at a time."""
-    monkeypatch.setattr("bank.cli.PAGE_SIZE", 2)
+    monkeypatch.setattr("cli.ledger.PAGE_SIZE", 2)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from bank import (
     InsufficientFundsError,
     InvalidCommandError,
 )
-from bank.application import (
+from bank.commands import (
     CloseAccount,
     Deposit,
     OpenAccount,

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bank.commands import COMMANDS
 from web.errors import STATUS_BY_CODE
+from web.registry import COMMANDS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping

@@ -10,7 +10,7 @@ import pytest
 from live_server import Reply, server_fixture
 
 from bank import BankApplication, ConcurrencyError, InsufficientFundsError
-from bank.application import Command, Deposit, Withdraw
+from bank.commands import Command, Deposit, Withdraw
 from bank.domain import InvalidCommandError
 from bank.idempotency import IdempotencyKeyReusedError, IdempotencyRecord
 

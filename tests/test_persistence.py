@@ -18,7 +18,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from conftest import POSTGRES_URL, _libpq_url, _postgres_unreachable_reason
+from conftest import POSTGRES_URL
 from eventsourcing.persistence import (
     AggregateRecorder,
     InfrastructureFactory,
@@ -33,7 +33,6 @@ from eventsourcing.tests import persistence as library
 from eventsourcing.utils import Environment
 
 from bank import BankApplication
-from bank.application import with_sqlite_busy_timeout
 from bank.persistence import (
     SqlAggregateRecorder,
     SqlApplicationRecorder,
@@ -41,6 +40,8 @@ from bank.persistence import (
     SqlProcessRecorder,
     SqlTrackingRecorder,
 )
+from bank.settings import with_sqlite_busy_timeout
+from web.testing import libpq_url, postgres_unreachable_reason
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -85,7 +86,7 @@ class OnPostgres(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         """Skip when PostgreSQL is unreachable, or fail under CI."""
-        reason = _postgres_unreachable_reason()
+        reason = postgres_unreachable_reason(POSTGRES_URL)
         if reason is not None:
             if os.environ.get("CI"):
                 pytest.fail(f"{reason} (CI is set, so PostgreSQL tests may not skip)")
@@ -114,7 +115,7 @@ class OnPostgres(unittest.TestCase):
 
 
 def _run_on_postgres(statement: str) -> None:
-    with psycopg.connect(_libpq_url(POSTGRES_URL), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(POSTGRES_URL), autocommit=True) as connection:
         connection.execute(statement.encode())
 
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bank import AccountNotFoundError, BankApplication, InvalidCommandError
-from bank.projections import Ledger
+from bank.domain import ACCOUNT_EVENT_TYPES
+from bank.projections import STATEMENT_KINDS, Ledger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,6 +37,10 @@ def _statement(ledger: Ledger, account_id: str) -> list[tuple[Any, ...]]:
         )
         for line in lines
     ]
+
+
+def test_every_kind_of_account_event_has_a_kind_of_statement_line() -> None:
+    assert set(STATEMENT_KINDS) == set(ACCOUNT_EVENT_TYPES.values())
 
 
 def test_a_query_after_a_command_sees_it(app: BankApplication, ledger: Ledger) -> None:

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from bank import BankApplication, ConfigurationError
-from bank.cli import main
 from bank.projections import Ledger
+from cli.main import main
 from web import create_app
+from web.testing import libpq_url
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,7 +108,7 @@ def test_tokens_are_never_logged(
 def execs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Capture the gunicorn exec instead of replacing the test process."""
     calls: list[list[str]] = []
-    monkeypatch.setattr("bank.cli.os.execvpe", lambda _, argv, __: calls.append(argv))
+    monkeypatch.setattr("cli.serve.os.execvpe", lambda _, argv, __: calls.append(argv))
     monkeypatch.delenv("BANK_API_TOKENS", raising=False)
     monkeypatch.delenv("BANK_API_TOKENS_FILE", raising=False)
     return calls
@@ -181,8 +182,7 @@ def _stored_bytes(env: BankEnv, tables: tuple[str, ...] = EVENT_TABLES) -> bytes
         with open(path, "rb") as database:
             return database.read()
     schema = env["SQLALCHEMY_SCHEMA"]
-    libpq = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(libpq) as connection:
+    with psycopg.connect(libpq_url(url)) as connection:
         rows = [
             row
             for table in tables

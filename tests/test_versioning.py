@@ -12,7 +12,7 @@ from eventsourcing.persistence import StoredEvent
 from scenario import Scenario, deposited, opened
 
 from bank import Account, BankApplication, InvalidCommandError
-from bank.application import Deposit
+from bank.commands import Deposit
 from bank.projections import Ledger
 
 if TYPE_CHECKING:

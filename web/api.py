@@ -7,14 +7,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
-from pydantic import ValidationError
 
-from bank import BankError
-from bank.application import MAX_BATCH_SIZE
-from bank.commands import COMMANDS
+from bank.commands import AccountState
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
 from bank.projections import Ledger
-from web.errors import ApiError, validation_details
+from web.errors import ApiError
 from web.openapi import openapi_document
 from web.reads import (
     MAX_PAGE_SIZE,
@@ -26,13 +23,12 @@ from web.reads import (
     StatementLine,
     StatementPage,
 )
+from web.registry import Answer, run_batch, run_command
 
 if TYPE_CHECKING:
     from flask import Response
 
     from bank import BankApplication
-    from bank.application import Command
-    from bank.commands import CommandSpec
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -51,48 +47,18 @@ def post_command() -> tuple[Response, int]:
     """Run one command, {"command": name, "data": {...}}, or a batch of them."""
     raw, body = json_object_body()
     if set(body) == {"batch"}:
-        return post_batch(body["batch"])
+        return answer(run_batch(bank(), body["batch"], idempotency_key()))
     if len(raw) > MAX_COMMAND_BODY_BYTES:
         raise ApiError("payload_too_large", "A command body is at most 64 KiB.")
-    spec, command = parse_command(body)
-    [result] = bank().execute(command, idempotency_key=idempotency_key())
-    return answer(spec.respond(result), spec.success_status, result.replayed)
+    return answer(run_command(bank(), body, idempotency_key()))
 
 
-def post_batch(entries: object) -> tuple[Response, int]:
-    """Run {"batch": [command, ...]} in one transaction, all or nothing."""
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH_SIZE:
-        raise ApiError(
-            "validation_error",
-            f"'batch' is a list of 1 to {MAX_BATCH_SIZE} commands.",
-            {"errors": [{"field": "batch", "reason": "must hold 1 to 1000 commands"}]},
-        )
-    parsed = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ApiError(
-                "bad_request", "Each batch entry is a JSON object.", {"index": index}
-            )
-        parsed.append(parse_command(entry, where=f"batch[{index}].data", index=index))
-    try:
-        results = bank().execute_batch(
-            [command for _, command in parsed], idempotency_key=idempotency_key()
-        )
-    except BankError as error:
-        error.details = {"index": error.command_index, **error.details}
-        raise
-    bodies = [
-        spec.respond(result) for (spec, _), result in zip(parsed, results, strict=True)
-    ]
-    return answer({"results": bodies}, 200, results[0].replayed)
-
-
-def answer(body: dict[str, Any], status: int, replayed: bool) -> tuple[Response, int]:
+def answer(accepted: Answer) -> tuple[Response, int]:
     """A command's JSON answer; a replay of a first execution says so."""
-    response = jsonify(body)
-    if replayed:
+    response = jsonify(accepted.body)
+    if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return response, status
+    return response, accepted.status
 
 
 def idempotency_key() -> str | None:
@@ -106,42 +72,6 @@ def idempotency_key() -> str | None:
             {"errors": [{"field": "headers.Idempotency-Key", "reason": reason}]},
         )
     return key
-
-
-def parse_command(
-    body: dict[str, Any], where: str = "data", index: int | None = None
-) -> tuple[CommandSpec[Any], Command]:
-    """Look a command up in the registry and validate its data."""
-    position = {} if index is None else {"index": index}
-    unknown_keys = sorted(set(body) - {"command", "data"})
-    if unknown_keys:
-        raise ApiError(
-            "bad_request",
-            "A command has only 'command' and 'data'.",
-            {**position, "unknown_keys": unknown_keys},
-        )
-    name, data = body.get("command"), body.get("data", {})
-    if not isinstance(name, str):
-        raise ApiError(
-            "bad_request", "'command' must be a string naming a command.", position
-        )
-    if not isinstance(data, dict):
-        raise ApiError("bad_request", "'data' must be a JSON object.", position)
-    spec = COMMANDS.get(name)
-    if spec is None:
-        raise ApiError(
-            "unknown_command",
-            "There is no such command.",
-            {**position, "known_commands": sorted(COMMANDS)},
-        )
-    try:
-        return spec, spec.command(data)
-    except ValidationError as error:
-        raise ApiError(
-            "validation_error",
-            "The command's data is invalid; see details.errors.",
-            {**position, **validation_details(error, prefix=where)},
-        ) from None
 
 
 @api.get("/accounts")
@@ -166,7 +96,7 @@ def get_account(account_id: str) -> Response:
     if version is not None and as_of is not None:
         raise _bad_query("as_of", "cannot be combined with version")
     account = bank().get_account(account_id, version=version, as_of=as_of)
-    return jsonify(AccountView.of(account).model_dump())
+    return jsonify(AccountView.of(AccountState.of(account)).model_dump())
 
 
 @api.get("/accounts/<account_id>/statement")
@@ -175,7 +105,7 @@ def get_statement(account_id: str) -> Response:
     cursor = request.args.get("cursor")
     if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
         raise _bad_query("cursor", "must be a cursor from a previous page")
-    bank().get_history(account_id, limit=1)  # 404 for an unknown account
+    account_id = bank().require_account(account_id)
     page = ledger().statement(
         account_id,
         since=query_time("from"),
@@ -213,7 +143,7 @@ def get_account_events(account_id: str) -> Response:
 @api.get("/health")
 def health() -> Response:
     """Whether the service and its database answer."""
-    bank().recorder.max_notification_id()
+    bank().event_log.head()
     return jsonify({"status": "ok", "database": "reachable"})
 
 

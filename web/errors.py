@@ -7,11 +7,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError
-from flask import jsonify
+from flask import current_app, jsonify
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from bank import BankError, ConfigurationError
+from bank import BankError
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -125,19 +125,16 @@ def register_error_handlers(flask_app: Flask) -> None:
         code = CODE_BY_HTTP_STATUS.get(status, "bad_request" if status < 500 else "")
         if not code:
             return internal_error(error)
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
         message = {
             "not_found": "No such endpoint.",
             "method_not_allowed": "This endpoint does not accept that method.",
-            "payload_too_large": "The request body is larger than 64 KiB.",
+            "payload_too_large": f"The request body is larger than {limit:,} bytes.",
         }.get(code, error.description or "Bad request.")
         response, status = error_response(code, message)
         if "Allow" in (headers := dict(error.get_headers())):
             response.headers["Allow"] = headers["Allow"]
         return response, status
-
-    @flask_app.errorhandler(ConfigurationError)
-    def read_models_unavailable(error: ConfigurationError) -> tuple[Response, int]:
-        return error_response("read_models_unavailable", str(error))
 
     @flask_app.errorhandler(OperationalError)
     @flask_app.errorhandler(InterfaceError)

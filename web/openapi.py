@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
-from bank.application import MAX_BATCH_SIZE
-from bank.commands import COMMANDS
+from bank.commands import MAX_BATCH_SIZE
 from bank.domain import ACCOUNT_ID_PATTERN
 from web.errors import STATUS_BY_CODE, ErrorBody
 from web.reads import (
@@ -19,6 +18,7 @@ from web.reads import (
     EventView,
     StatementPage,
 )
+from web.registry import COMMANDS
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

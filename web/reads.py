@@ -11,9 +11,24 @@ from bank.domain import event_fields
 
 if TYPE_CHECKING:
     from bank import Account
+    from bank.commands import AccountState
 
 MAX_PAGE_SIZE = 1000
 MAX_QUERY_INT = 10**18 - 1  # the most a whole-number query parameter may be
+
+
+def account_fields(account: AccountState) -> dict[str, Any]:
+    """An account as clients see it: the API's names for its state."""
+    # The API keeps the original product's names ("account_owner_email",
+    # "closed"); the domain's are "owner_email" and "is_closed".
+    return {
+        "account_id": account.account_id,
+        "account_owner_email": account.owner_email,
+        "balance_in_cents": account.balance_in_cents,
+        "overdraft_limit_in_cents": account.overdraft_limit_in_cents,
+        "closed": account.is_closed,
+        "version": account.version,
+    }
 
 
 class AccountView(BaseModel):
@@ -27,16 +42,9 @@ class AccountView(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, account: Account) -> Self:
-        """Describe an account aggregate."""
-        return cls(
-            account_id=account.account_id,
-            account_owner_email=account.owner_email,
-            balance_in_cents=account.balance_in_cents,
-            overdraft_limit_in_cents=account.overdraft_limit_in_cents,
-            closed=account.is_closed,
-            version=account.version,
-        )
+    def of(cls, account: AccountState) -> Self:
+        """Describe an account's state."""
+        return cls(**account_fields(account))
 
 
 class EventView(BaseModel):

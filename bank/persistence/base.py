@@ -1,0 +1,651 @@
+"""What every database shares: the recorders, transactions, and the hooks of Database.
+
+A ``Database`` subclass (``sqlite``, ``postgres``) is all that is particular
+to one database: how statements are sent, how connections are prepared and
+locked, and the SQL that differs. Every choice between databases is made when
+the factory picks the class, none while a statement runs.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from threading import Thread
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+from uuid import UUID
+
+import sqlalchemy.exc
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    ConnectionUnavailableError,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    ListenNotifySubscription,
+    Notification,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProcessRecorder,
+    ProgrammingError,
+    Recorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Connection as SqlAlchemyConnection
+    from sqlalchemy.engine import Engine
+
+# A DB-API connection: sqlite3.Connection, or psycopg.Connection on PostgreSQL.
+Connection = Any
+# An SQL string with its parameters.
+Statement = tuple[str, Sequence[Any]]
+Row = tuple[Any, ...]
+Rows = list[Row]
+
+# A lock that isn't one, for databases that need none: reusable, and cheaper
+# to enter than a generator's context manager.
+NO_LOCK: AbstractContextManager[None] = nullcontext()
+
+_EXCEPTIONS_BY_DBAPI_NAME: dict[str, type[PersistenceError]] = {
+    cls.__name__: cls
+    for cls in (
+        InterfaceError,
+        DatabaseError,
+        DataError,
+        OperationalError,
+        IntegrityError,
+        InternalError,
+        ProgrammingError,
+        NotSupportedError,
+    )
+}
+_DDL_ATTEMPTS = 5
+
+
+def unsupported_database(engine: Engine) -> NotSupportedError:
+    """The error for an engine whose database this package can't run on."""
+    return NotSupportedError(
+        f"bank.persistence needs PostgreSQL or SQLite 3.35+, not {engine.url}"
+    )
+
+
+class Database(ABC):
+    """Connections from an SQLAlchemy engine's pool, and the transaction in progress."""
+
+    # For callers that must know (tests); the shared code never asks.
+    is_postgres: ClassVar[bool]
+    # The DB-API placeholder of a parameter.
+    param: ClassVar[str]
+    # What begins a write transaction.
+    begin_sql: ClassVar[str]
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        # The recorders made by one factory share this, so a transaction begun
+        # through any of them is joined by calls to all of them.
+        self._current: ContextVar[_Transaction | None] = ContextVar(
+            f"bank.persistence.transaction.{id(self)}", default=None
+        )
+
+    # The hooks each database implements.
+
+    @abstractmethod
+    def encode_id(self, originator_id: UUID | str) -> UUID | bytes:
+        """An originator id as sqlalchemy_utils.UUIDType stores it."""
+
+    @abstractmethod
+    def run(
+        self, connection: Connection, statements: Sequence[Statement]
+    ) -> list[Rows]:
+        """Run the statements on the connection; return each one's rows."""
+
+    @abstractmethod
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """Held around each write transaction, from before it borrows a connection."""
+
+    @abstractmethod
+    def reader_lock(self) -> AbstractContextManager[None]:
+        """Held around each read outside a transaction."""
+
+    @abstractmethod
+    def prepare(self, connection: Connection) -> None:
+        """Ready a connection just borrowed from the pool."""
+
+    @abstractmethod
+    def release(self, connection: Connection) -> bool:
+        """Undo prepare() before the connection goes back; False if it must not."""
+
+    @abstractmethod
+    def is_idle(self, connection: Connection) -> bool:
+        """Whether the connection is open and in no transaction."""
+
+    @abstractmethod
+    def events_sql(self, table: str, channel: str, *, returning: bool) -> EventsSql:
+        """The SQL that writes events to the table (returning their ids, or not)."""
+
+    @abstractmethod
+    def tracking_sql(self, table: str) -> TrackingSql:
+        """The SQL that records positions in the tracking table."""
+
+    @abstractmethod
+    def topics_params(self, topics: Sequence[str]) -> list[Any]:
+        """The parameters that pass a (non-empty) list of topics."""
+
+    @abstractmethod
+    def topics_condition(self, count: int) -> str:
+        """The condition that an event's topic is one of `count` parameters."""
+
+    @abstractmethod
+    def listening(self, channel: str) -> Connection:
+        """A connection of its own that listens on a channel, for subscribe()."""
+
+    @staticmethod  # noqa: B027  # a hook with a default: most databases need no lock
+    def ddl_lock(connection: SqlAlchemyConnection) -> None:
+        """Make rivals creating tables wait for this transaction: a no-op by default."""
+
+    # What every database shares.
+
+    @classmethod
+    def create_tables(cls, engine: Engine, tables: Sequence[Table]) -> None:
+        """Create the missing tables; safe when several processes start at once."""
+        for attempt in range(1, _DDL_ATTEMPTS + 1):
+            try:
+                with engine.begin() as connection:
+                    cls.ddl_lock(connection)
+                    for table in tables:
+                        table.create(connection, checkfirst=True)
+                return
+            except sqlalchemy.exc.DBAPIError:
+                # SQLite: another process created a table between check and create.
+                if attempt == _DDL_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def decode_id(self, value: UUID | bytes) -> UUID:
+        """An originator id as read back from its column."""
+        return value if isinstance(value, UUID) else UUID(bytes=value)
+
+    def write(self, statements: Sequence[Statement]) -> list[Rows]:
+        """Run the statements as one transaction, or in the current one.
+
+        Returns each statement's rows. If one fails, nothing is committed.
+        """
+        current = self._current.get()
+        if current is not None:
+            with self._joined(current) as connection:
+                return self.run(connection, statements)
+        with self._borrowed(self.writer_lock()) as connection:
+            try:
+                results = self.run(
+                    connection, [(self.begin_sql, ()), *statements, ("COMMIT", ())]
+                )
+            except BaseException:
+                self._roll_back(connection)
+                raise
+        return results[1:-1]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction, or the one already in progress in this context.
+
+        The outermost block commits when it ends and rolls back if it raises;
+        an inner block, and every write() in the block, joins it.
+        """
+        current = self._current.get()
+        if current is not None:
+            with self._joined(current) as connection:
+                yield connection
+            return
+        with self._borrowed(self.writer_lock()) as connection:
+            transaction = _Transaction(connection)
+            token = self._current.set(transaction)
+            try:
+                connection.execute(self.begin_sql)
+                yield connection
+                transaction.check_not_failed()
+                connection.execute("COMMIT")
+            except BaseException:
+                self._roll_back(connection)
+                raise
+            finally:
+                self._current.reset(token)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reading: the current transaction's, else a pooled one."""
+        current = self._current.get()
+        if current is not None:
+            with self._joined(current) as connection:
+                yield connection
+            return
+        # Outside a transaction each SELECT runs on its own (autocommit), which
+        # saves the round trips of BEGIN and COMMIT.
+        with self._borrowed(self.reader_lock()) as connection:
+            yield connection
+
+    @contextmanager
+    def translated_errors(self) -> Iterator[None]:
+        """Raise the block's database errors as eventsourcing.persistence ones."""
+        try:
+            yield
+        except (self._dbapi_error, sqlalchemy.exc.SQLAlchemyError) as error:
+            raise _persistence_error(error) from error
+
+    @contextmanager
+    def _joined(self, transaction: _Transaction) -> Iterator[Connection]:
+        try:
+            with self.translated_errors():
+                yield transaction.connection
+        except BaseException:
+            # Part of the transaction failed: it must not commit, even if the
+            # caller catches this and carries on.
+            transaction.failed = True
+            raise
+
+    @contextmanager
+    def _borrowed(self, lock: AbstractContextManager[None]) -> Iterator[Connection]:
+        """A pooled connection, taken with the lock and given back as it was lent.
+
+        Transactions are begun and ended explicitly here, which prepare()
+        lets the driver do. The engine's pool is shared with other code
+        (SQLAlchemy sessions and Core), which relies on the driver's usual
+        behaviour, so release() puts it back.
+        """
+        with self.translated_errors(), lock:
+            pooled = self.engine.raw_connection()
+            connection: Connection = pooled.driver_connection
+            try:
+                self.prepare(connection)
+                yield connection
+            finally:
+                if not self.release(connection):
+                    # Broken, or interrupted mid-transaction: don't pool it.
+                    pooled.invalidate()
+                pooled.close()
+
+    def _roll_back(self, connection: Connection) -> None:
+        try:
+            if not self.is_idle(connection):
+                connection.execute("ROLLBACK")
+        except self._dbapi_error:
+            pass  # The connection is broken; _borrowed() won't pool it.
+
+
+class EventsSql(ABC):
+    """The statements that write events to one table, in its database's SQL."""
+
+    def __init__(self, table: str, param: str, *, returning: bool) -> None:
+        p = param
+        self.insert_sql = (
+            f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "VALUES "
+        )
+        self.values_sql = f"({p}, {p}, {p}, {p})"
+        self.returning_sql = " RETURNING id" if returning else ""
+
+    @abstractmethod
+    def insert_statements(self, rows: Sequence[Row]) -> list[Statement]:
+        """The statements that write these rows of events, in one transaction."""
+
+    def insert(self, rows: Sequence[Row]) -> Statement:
+        """One INSERT of the rows."""
+        values = ", ".join([self.values_sql] * len(rows))
+        return (
+            self.insert_sql + values + self.returning_sql,
+            [value for row in rows for value in row],
+        )
+
+
+class TrackingSql(ABC):
+    """The statements that record positions in one tracking table."""
+
+    def __init__(self, table: str, param: str) -> None:
+        p = param
+        # Compare-and-set: move the application's position forward, and if
+        # that changed no row, insert it. When a position at or beyond this
+        # one is stored, that INSERT violates the primary key: IntegrityError,
+        # and the transaction can't commit. A rival writing the same row at
+        # the same time is made to wait, then compared against what it wrote.
+        self.update_sql = (
+            f"UPDATE {table} SET notification_id = {p} "
+            f"WHERE application_name = {p} AND notification_id < {p}"
+        )
+        self.insert_sql = (
+            f"INSERT INTO {table} (application_name, notification_id) SELECT {p}, {p}"
+        )
+
+    @abstractmethod
+    def insert_statements(self, tracking: Tracking) -> list[Statement]:
+        """The statements that record the position, or raise IntegrityError."""
+
+
+class _Transaction:
+    """A transaction in progress on one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.failed = False
+
+    def check_not_failed(self) -> None:
+        """Refuse to commit a transaction that part of the work failed in."""
+        if self.failed:
+            msg = "A statement in this transaction failed, so it was rolled back."
+            raise ProgrammingError(msg)
+
+
+def _persistence_error(error: Exception) -> PersistenceError:
+    """The eventsourcing exception for a DB-API or SQLAlchemy error."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):
+        return ConnectionUnavailableError(str(error))
+    # Drivers subclass the PEP 249 classes (psycopg's UniqueViolation is an
+    # IntegrityError), and so does SQLAlchemy when wrapping connect errors.
+    for cls in type(error).__mro__:
+        if cls.__name__ in _EXCEPTIONS_BY_DBAPI_NAME:
+            return _EXCEPTIONS_BY_DBAPI_NAME[cls.__name__](str(error))
+    return PersistenceError(str(error))
+
+
+class SqlRecorder(Recorder):
+    """The base of this package's recorders: tables, and transactions on them."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.tables: list[Table] = []
+
+    def create_table(self) -> None:
+        """Create this recorder's tables unless they exist (SQLAlchemy's DDL)."""
+        with self.database.translated_errors():
+            self.database.create_tables(self.database.engine, self.tables)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Run the block, and the recorder calls made in it, as one transaction.
+
+        Yields the DB-API connection for your own SQL: use its execute() or
+        cursor(), but don't commit or roll back; the outermost block commits
+        when it ends and rolls back if it raises. Recorder calls made inside,
+        and nested transaction() blocks, join it; if one of them raises, the
+        whole transaction rolls back even when the exception is caught. A
+        projector should record its tracking first, so a rival projector
+        waits at that row and then fails its compare-and-set instead of
+        applying the event twice.
+        """
+        with self.database.transaction() as connection:
+            yield connection
+
+    def _table_name(self, table: Table) -> str:
+        return str(self.database.engine.dialect.identifier_preparer.format_table(table))
+
+
+class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
+    """Inserts and selects the stored events (or snapshots) of aggregates."""
+
+    def __init__(self, database: Database, *, events_table: Table) -> None:
+        super().__init__(database)
+        self.events_table = events_table
+        self.tables.append(events_table)
+        # An events table numbers its rows: that number is the notification id.
+        self.has_notification_ids = "id" in events_table.c
+        # The channel eventsourcing_sqlalchemy notifies, so subscribers of
+        # either module wake up for writes by either.
+        self.channel = events_table.name.replace(".", "_")
+        self.events_sql = database.events_sql(
+            self._table_name(events_table),
+            self.channel,
+            returning=self.has_notification_ids,
+        )
+        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write the events in one transaction, all or none."""
+        self._write(stored_events, **kwargs)
+        return None
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """An aggregate's events, by version, optionally a slice of them."""
+        key = (gt is not None, lte is not None, desc, limit is not None)
+        try:
+            sql = self._select_events_sql[key]
+        except KeyError:
+            sql = self._select_events_sql[key] = self._build_select_events_sql(*key)
+        params: list[Any] = [self.database.encode_id(originator_id)]
+        params += [value for value in (gt, lte, limit) if value is not None]
+        with self.database.reading() as connection:
+            rows = connection.execute(sql, params).fetchall()
+        decode_id = self.database.decode_id
+        return [
+            StoredEvent(decode_id(originator_id), version, topic, state)
+            for originator_id, version, topic, state in rows
+        ]
+
+    def _build_select_events_sql(
+        self, gt: bool, lte: bool, desc: bool, limit: bool
+    ) -> str:
+        p = self.database.param
+        sql = (
+            "SELECT originator_id, originator_version, topic, state "
+            f"FROM {self._table_name(self.events_table)} WHERE originator_id = {p}"
+        )
+        if gt:
+            sql += f" AND originator_version > {p}"
+        if lte:
+            sql += f" AND originator_version <= {p}"
+        sql += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit:
+            sql += f" LIMIT {p}"
+        return sql
+
+    def _write(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        """Write the events (and whatever else kwargs ask for); return their ids."""
+        statements = self._write_statements(stored_events, **kwargs)
+        if not statements:
+            return []
+        results = self.database.write(statements)
+        # Only the INSERTs return rows: the new ids, which are given out in
+        # the order the events were listed.
+        return sorted(row[0] for rows in results for row in rows)
+
+    def _write_statements(
+        self, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> list[Statement]:
+        if not stored_events:
+            return []
+        encode_id = self.database.encode_id
+        rows = [
+            (encode_id(e.originator_id), e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        return self.events_sql.insert_statements(rows)
+
+
+class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
+    """Also reads all events back in the order they were recorded."""
+
+    def __init__(self, database: Database, *, events_table: Table) -> None:
+        super().__init__(database, events_table=events_table)
+        table = self._table_name(events_table)
+        self.max_notification_id_sql = f"SELECT MAX(id) FROM {table}"
+        self._select_notifications_sql: dict[tuple[str, bool, int], str] = {}
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write the events in one transaction and return their notification ids."""
+        return self._write(stored_events, **kwargs)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """Up to `limit` notifications from `start` (to `stop`), by id."""
+        start_kind = "" if start is None else ">=" if inclusive_of_start else ">"
+        params: list[Any] = [value for value in (start, stop) if value is not None]
+        topics_count = 0
+        if topics:
+            topics_params = self.database.topics_params(topics)
+            topics_count = len(topics_params)
+            params += topics_params
+        params.append(limit)
+        key = (start_kind, stop is not None, topics_count)
+        try:
+            sql = self._select_notifications_sql[key]
+        except KeyError:
+            sql = self._build_select_notifications_sql(*key)
+            self._select_notifications_sql[key] = sql
+        with self.database.reading() as connection:
+            rows = connection.execute(sql, params).fetchall()
+        decode_id = self.database.decode_id
+        return [
+            Notification(decode_id(originator_id), version, topic, state, id=id_)
+            for id_, originator_id, version, topic, state in rows
+        ]
+
+    def _build_select_notifications_sql(
+        self, start_kind: str, stop: bool, topics_count: int
+    ) -> str:
+        p = self.database.param
+        conditions = []
+        if start_kind:
+            conditions.append(f"id {start_kind} {p}")
+        if stop:
+            conditions.append(f"id <= {p}")
+        if topics_count:
+            conditions.append(self.database.topics_condition(topics_count))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return (
+            "SELECT id, originator_id, originator_version, topic, state "
+            f"FROM {self._table_name(self.events_table)}{where} ORDER BY id LIMIT {p}"
+        )
+
+    def max_notification_id(self) -> int | None:
+        """The id of the last notification, or None if there are none."""
+        with self.database.reading() as connection:
+            row = connection.execute(self.max_notification_id_sql).fetchone()
+        return cast("int | None", row[0])
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        """Iterate over notifications after `gt`, waiting for new ones (PostgreSQL)."""
+        return SqlSubscription(recorder=self, gt=gt, topics=topics)
+
+
+class SqlSubscription(ListenNotifySubscription[SqlApplicationRecorder]):
+    """Notifications as they are recorded, woken by PostgreSQL's NOTIFY."""
+
+    def __init__(
+        self,
+        recorder: SqlApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+    ) -> None:
+        # Listen before the base class starts pulling what is already recorded,
+        # so an event committed in between still wakes the puller. (A database
+        # that can't listen raises NotImplementedError here.)
+        self._listener = recorder.database.listening(recorder.channel)
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._listen_thread = Thread(target=self._listen, daemon=True)
+        self._listen_thread.start()
+
+    def __exit__(self, *args: object, **kwargs: Any) -> None:
+        """Stop, and wait for the listening thread to finish."""
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            self._listen_thread.join()
+
+    def _listen(self) -> None:
+        try:
+            while not self._has_been_stopped and not self._thread_error:
+                # Wake at least every 0.1 s to notice stop().
+                for _ in self._listener.notifies(timeout=0.1, stop_after=1):
+                    self._has_been_notified.set()
+        except BaseException as error:  # handed to the thread that iterates
+            if self._thread_error is None:
+                self._thread_error = error
+            self.stop()
+        finally:
+            self._listener.close()
+
+
+class SqlTrackingRecorder(SqlRecorder, TrackingRecorder):
+    """Records how far a projector has got in another application's notification log."""
+
+    def __init__(
+        self, database: Database, *, tracking_table: Table, **kwargs: Any
+    ) -> None:
+        super().__init__(database, **kwargs)
+        self.tracking_table = tracking_table
+        self.tables.append(tracking_table)
+        table = self._table_name(tracking_table)
+        self.tracking_sql = database.tracking_sql(table)
+        self.max_tracking_id_sql = (
+            f"SELECT notification_id FROM {table} "
+            f"WHERE application_name = {database.param}"
+        )
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Record the position, or raise IntegrityError if it is not beyond the last."""
+        self.database.write(self.tracking_sql.insert_statements(tracking))
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The last position recorded for the application, or None."""
+        with self.database.reading() as connection:
+            row = connection.execute(
+                self.max_tracking_id_sql, (application_name,)
+            ).fetchone()
+        return None if row is None else cast("int | None", row[0])
+
+
+class SqlProcessRecorder(SqlTrackingRecorder, SqlApplicationRecorder, ProcessRecorder):
+    """Records events together with the position of the notification they answer."""
+
+    def __init__(
+        self, database: Database, *, events_table: Table, tracking_table: Table
+    ) -> None:
+        super().__init__(
+            database, tracking_table=tracking_table, events_table=events_table
+        )
+
+    def _write_statements(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> list[Statement]:
+        tracking: Tracking | None = kwargs.get("tracking")
+        events = super()._write_statements(stored_events, **kwargs)
+        if tracking is None:
+            return events
+        # Tracking first, so a rival projector fails before it inserts events.
+        return [*self.tracking_sql.insert_statements(tracking), *events]

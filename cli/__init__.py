@@ -1,0 +1,1 @@
+"""The `bank` console script (click and rich), a front end over `bank`."""

@@ -1,0 +1,129 @@
+"""The `bank` console script: the Python API and the HTTP server from a shell."""
+
+from __future__ import annotations
+
+import click
+
+from cli.ledger import accounts, audit_command, projections, replay, statement
+from cli.serve import keygen, serve
+from cli.session import BankGroup, BankSession, pass_session
+from cli.tables import account_table, history_table, print_table
+
+cents_argument = click.argument("amount_in_cents", metavar="CENTS", type=click.INT)
+
+
+@click.group(
+    cls=BankGroup,
+    epilog="Amounts are whole numbers of cents: 1525 is 15.25. A refused command "
+    "prints `error: CODE: MESSAGE` on stderr and exits with status 1.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="SQLALCHEMY_URL",
+    metavar="URL",
+    help="SQLAlchemy database URL, e.g. sqlite:///bank.db or "
+    "postgresql+psycopg://user@host/db. Default: the SQLite file ./bank.db.",
+)
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None) -> None:
+    """An event-sourced bank: open accounts, move money, read the ledger, serve HTTP."""
+    session = BankSession(db_url or None)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+
+
+@main.command("open")
+@click.argument("owner_email", metavar="EMAIL")
+@click.option(
+    "--id",
+    "account_id",
+    metavar="ACCOUNT_ID",
+    help="Choose the account id (1-64 of A-Z a-z 0-9 - _ . :); default: a new UUID.",
+)
+@pass_session
+def open_account(
+    session: BankSession, owner_email: str, account_id: str | None
+) -> None:
+    """Open an account owned by EMAIL and print its id."""
+    click.echo(session.app.open_account(owner_email, account_id))
+
+
+@main.command()
+@click.argument("account_id")
+@cents_argument
+@pass_session
+def deposit(session: BankSession, account_id: str, amount_in_cents: int) -> None:
+    """Pay CENTS into ACCOUNT_ID and print the new balance in cents."""
+    click.echo(session.app.deposit(account_id, amount_in_cents))
+
+
+@main.command()
+@click.argument("account_id")
+@cents_argument
+@pass_session
+def withdraw(session: BankSession, account_id: str, amount_in_cents: int) -> None:
+    """Pay CENTS out of ACCOUNT_ID and print the new balance in cents."""
+    click.echo(session.app.withdraw(account_id, amount_in_cents))
+
+
+@main.command()
+@click.argument("from_account_id", metavar="FROM_ID")
+@click.argument("to_account_id", metavar="TO_ID")
+@cents_argument
+@pass_session
+def transfer(
+    session: BankSession, from_account_id: str, to_account_id: str, amount_in_cents: int
+) -> None:
+    """Move CENTS from FROM_ID to TO_ID (both or neither) and print the transfer id."""
+    click.echo(session.app.transfer(from_account_id, to_account_id, amount_in_cents))
+
+
+@main.command("set-overdraft-limit")
+@click.argument("account_id")
+@click.argument("overdraft_limit_in_cents", metavar="CENTS", type=click.INT)
+@pass_session
+def set_overdraft_limit(
+    session: BankSession, account_id: str, overdraft_limit_in_cents: int
+) -> None:
+    """Let the balance of ACCOUNT_ID go down to CENTS below zero (0: no overdraft)."""
+    session.app.set_overdraft_limit(account_id, overdraft_limit_in_cents)
+    click.echo(
+        f"Account {account_id} may now go {overdraft_limit_in_cents} cents below zero."
+    )
+
+
+@main.command("close")
+@click.argument("account_id")
+@pass_session
+def close_account(session: BankSession, account_id: str) -> None:
+    """Close ACCOUNT_ID for good; only an account with a zero balance can close."""
+    session.app.close_account(account_id)
+    click.echo(f"Account {account_id} is closed.")
+
+
+@main.command()
+@click.argument("account_id")
+@click.option(
+    "--version",
+    type=click.INT,
+    metavar="N",
+    help="Show the account as it was right after its N-th event.",
+)
+@pass_session
+def show(session: BankSession, account_id: str, version: int | None) -> None:
+    """Show an account: owner, balance, overdraft limit, whether closed, version."""
+    account = session.app.get_account(account_id, version=version)
+    print_table(account_table(account))
+
+
+@main.command()
+@click.argument("account_id")
+@pass_session
+def history(session: BankSession, account_id: str) -> None:
+    """List every event recorded for ACCOUNT_ID, oldest first."""
+    print_table(history_table(account_id, session.app.get_history(account_id)))
+
+
+for command in (serve, keygen, statement, accounts, replay, projections, audit_command):
+    main.add_command(command)

@@ -1,0 +1,138 @@
+"""`bank serve`: the JSON API under gunicorn; `bank keygen`: a cipher key."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+from eventsourcing.cryptography import AESCipher
+
+from cli.session import BankSession, pass_session
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DATABASE_URL_KEYS = ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL")
+WEB_APP_FACTORY = "web:create_app()"
+# The settings web.auth reads, named here so that the CLI needs no Flask import.
+API_TOKEN_SETTINGS = ("BANK_API_TOKENS", "BANK_API_TOKENS_FILE")
+
+
+def database_env(url: str) -> dict[str, str]:
+    """Process environment that points the server's workers at the database URL."""
+    # The workers read the process environment, where BANK_SQLALCHEMY_URL
+    # beats SQLALCHEMY_URL: --db sets both, so a stray one cannot win.
+    return dict.fromkeys(DATABASE_URL_KEYS, url)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to bind.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker processes, each with its own bank.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Threads per worker.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="SQLAlchemy database URL for the server (overrides the global --db).",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Allow a non-loopback address without API tokens (never in production).",
+)
+@pass_session
+def serve(
+    session: BankSession,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    db_url: str | None,
+    insecure_no_auth: bool,
+) -> None:
+    """Serve the JSON API over HTTP with gunicorn (replaces this process)."""
+    if not (is_loopback(host) or api_tokens_configured(os.environ) or insecure_no_auth):
+        raise click.UsageError(
+            f"refusing to serve on {host} without API tokens: anyone who can reach "
+            f"it could move money. Set {API_TOKEN_SETTINGS[0]} or "
+            f"{API_TOKEN_SETTINGS[1]}, or pass --insecure-no-auth."
+        )
+    argv = gunicorn_argv(host, port, workers, threads)
+    env = serve_env(os.environ, db_url or session.db_url)
+    os.execvpe(argv[0], argv, env)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_tokens_configured(environ: Mapping[str, str]) -> bool:
+    """Whether the web app will demand bearer tokens."""
+    return any(environ.get(setting) for setting in API_TOKEN_SETTINGS)
+
+
+@click.command()
+def keygen() -> None:
+    """Print a fresh random key for BANK_CIPHER_KEY (AES-256, base64)."""
+    click.echo(AESCipher.create_key(32))
+
+
+def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The command that runs the web app's factory under gunicorn."""
+    # No --preload: every worker builds its own BankApplication after the fork.
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--bind",
+        f"{host}:{port}",
+        "--access-logfile",
+        "-",
+        # gunicorn 27 otherwise shares one ~/.gunicorn control socket between
+        # every server on the machine.
+        "--no-control-socket",
+        WEB_APP_FACTORY,
+    ]
+
+
+def serve_env(environ: Mapping[str, str], db_url: str | None) -> dict[str, str]:
+    """The server's environment: this one, plus the database URL when given."""
+    env = dict(environ)
+    if db_url:
+        env.update(database_env(db_url))
+    return env
