@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -11,7 +12,6 @@ from eventsourcing.domain import Aggregate, event
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime
 
 MAX_AMOUNT_IN_CENTS = 10**15
 MAX_EMAIL_LENGTH = 254
@@ -122,6 +122,16 @@ class ConcurrencyError(BankError):
             f"{attempts} attempts. Retry later.",
             attempts=attempts,
         )
+
+
+def in_utc(moment: datetime) -> datetime:
+    """A zoned moment in UTC; past the years 1-9999 there, the first or last one."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # Before every event or after every event, which is all a query asks.
+        extreme = datetime.min if moment.year == 1 else datetime.max
+        return extreme.replace(tzinfo=UTC)
 
 
 def normalise_account_id(account_id: str | int) -> str:

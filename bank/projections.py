@@ -40,7 +40,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
-from bank.domain import Account, BankError, InvalidCommandError, event_fields
+from bank.domain import (
+    Account,
+    BankError,
+    InvalidCommandError,
+    check_email,
+    event_fields,
+    in_utc,
+    normalise_account_id,
+)
 from bank.persistence import create_tables
 
 if TYPE_CHECKING:
@@ -54,6 +62,8 @@ if TYPE_CHECKING:
 
 PROJECTION_NAME = "ledger"
 BATCH_SIZE = 1000
+# The most an Integer (int4) version column holds, so the most a version may be.
+MAX_VERSION = 2**31 - 1
 # How each event shows on a statement, and the sign it gives its amount.
 STATEMENT_KINDS: dict[type[Account.Event], tuple[str, int]] = {
     Account.Opened: ("opened", 0),
@@ -408,6 +418,9 @@ class Ledger:
         self, owner_email: str, limit: int = 100, cursor: str | None = None
     ) -> Page:
         """The owner's accounts, by account id, a page at a time."""
+        check_email(owner_email)
+        if cursor is not None:
+            cursor = _account_cursor(cursor)
         self.projection.catch_up()
         accounts = self.projection.accounts
         query = (
@@ -434,6 +447,8 @@ class Ledger:
         cursor: str | None = None,
     ) -> Page:
         """An account's statement lines in order, optionally within [since, until)."""
+        account_id = normalise_account_id(account_id)
+        after = None if cursor is None else _version_cursor(cursor)
         self.projection.catch_up()
         lines = self.projection.statement_lines
         query = (
@@ -443,11 +458,11 @@ class Ledger:
             .limit(limit + 1)
         )
         if since is not None:
-            query = query.where(lines.c.timestamp >= _stored_time(since))
+            query = query.where(lines.c.timestamp >= _stored_time(since, "since"))
         if until is not None:
-            query = query.where(lines.c.timestamp < _stored_time(until))
-        if cursor is not None:
-            query = query.where(lines.c.version > int(cursor))
+            query = query.where(lines.c.timestamp < _stored_time(until, "until"))
+        if after is not None:
+            query = query.where(lines.c.version > after)
         rows = self._rows(query)
         for row in rows:
             del row["notification_id"]
@@ -455,6 +470,7 @@ class Ledger:
 
     def account_view(self, account_id: str) -> dict[str, Any] | None:
         """The account's row in the accounts view, or None."""
+        account_id = normalise_account_id(account_id)
         self.projection.catch_up()
         accounts = self.projection.accounts
         rows = self._rows(select(accounts).where(accounts.c.account_id == account_id))
@@ -485,8 +501,31 @@ def _page(
     return Page(rows, None)
 
 
-def _stored_time(moment: datetime) -> datetime:
+def _stored_time(moment: datetime, field: str) -> datetime:
     if moment.tzinfo is None:
         msg = "a time must say its zone, e.g. 2026-11-27T18:00:00Z"
-        raise InvalidCommandError(msg, field="time")
-    return moment.astimezone(UTC)
+        raise InvalidCommandError(msg, field=field)
+    return in_utc(moment)
+
+
+def _version_cursor(cursor: str) -> int:
+    """The version a statement cursor (a version, as digits) stands for."""
+    refusal = InvalidCommandError(
+        f"a statement cursor is a version from 0 to {MAX_VERSION}", field="cursor"
+    )
+    if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit()):
+        raise refusal
+    # Digits are counted first: int() of a long string is slow, or even refused.
+    digits = cursor.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+        raise refusal
+    return int(digits)
+
+
+def _account_cursor(cursor: str) -> str:
+    """An owner-listing cursor: the account id the previous page ended at."""
+    try:
+        return normalise_account_id(cursor)
+    except InvalidCommandError:
+        msg = "an owner-listing cursor is an account id from a previous page"
+        raise InvalidCommandError(msg, field="cursor") from None

@@ -11,6 +11,7 @@ from bench.http_load import call, drive, json_body, running_server
 from bench.measure import ms_text, percentile, rate_text, ratio_text
 from bench.report import Row, judged
 from bench.stores import sqlite_url
+from cli.serve import gunicorn_argv
 from web.testing import HOST, ServerError, free_port
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ def run(sizes: Sizes) -> list[Row]:
         noop = load_noop(Path(directory), sizes.b3_seconds)
     ratio = bank.requests_per_second / noop.requests_per_second
     p99 = percentile(bank.latencies, 0.99)
-    setup = (
-        f"{CLIENTS} keep-alive clients, gunicorn {WORKERS} workers x {THREADS} threads"
-    )
+    setup = f"{CLIENTS} keep-alive clients, {WORKERS} workers x {THREADS} threads"
     return [
         Row(
             "B3",
@@ -97,26 +96,9 @@ def load_bank(directory: Path, seconds: float) -> LoadResult:
 
 
 def load_noop(directory: Path, seconds: float) -> LoadResult:
-    """The no-op app under gunicorn as `bank serve` runs it, driven the same way."""
+    """The no-op app served as `bank serve` serves the bank, driven the same way."""
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        str(WORKERS),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(THREADS),
-        "--bind",
-        f"{HOST}:{port}",
-        # `bank serve` logs every request to stdout (here a file): so does this.
-        "--access-logfile",
-        "-",
-        "--no-control-socket",
-        NOOP_APP_FACTORY,
-    ]
+    argv = gunicorn_argv(HOST, port, WORKERS, THREADS, app_factory=NOOP_APP_FACTORY)
     with running_server(argv, port, directory / "noop.log"):
         bodies = [deposit_body(f"b3-{n}") for n in range(CLIENTS)]
         result = drive(port, bodies, seconds)

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 DATABASE_URL_KEYS = ("SQLALCHEMY_URL", "BANK_SQLALCHEMY_URL")
 WEB_APP_FACTORY = "web:create_app()"
+# web.server's worker; named here so that the CLI needs no import of it.
+WORKER_CLASS = "web.server.EventedWorker"
+READ_TIMEOUT_SETTING = "BANK_READ_TIMEOUT_SECONDS"
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_KEEPALIVE_SECONDS = 5
 # The settings web.auth reads, named here so that the CLI needs no Flask import.
 API_TOKEN_SETTINGS = ("BANK_API_TOKENS", "BANK_API_TOKENS_FILE")
 
@@ -52,6 +57,21 @@ def database_env(url: str) -> dict[str, str]:
     help="Threads per worker.",
 )
 @click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_READ_TIMEOUT_SECONDS,
+    show_default=True,
+    help="Seconds a request may take to arrive whole; a slower one gets 408.",
+)
+@click.option(
+    "--keep-alive",
+    "keepalive",
+    type=click.IntRange(min=1),
+    default=DEFAULT_KEEPALIVE_SECONDS,
+    show_default=True,
+    help="Seconds an idle connection is kept open between requests.",
+)
+@click.option(
     "--db",
     "db_url",
     metavar="URL",
@@ -70,18 +90,26 @@ def serve(
     port: int,
     workers: int,
     threads: int,
+    read_timeout: float,
+    keepalive: int,
     db_url: str | None,
     insecure_no_auth: bool,
 ) -> None:
-    """Serve the JSON API over HTTP with gunicorn (replaces this process)."""
+    """Serve the JSON API over HTTP with gunicorn (replaces this process).
+
+    Connections are read by each worker's event loop; a request reaches one of
+    its threads only once it has arrived whole, so idle and slow clients hold
+    no thread.
+    """
     if not (is_loopback(host) or api_tokens_configured(os.environ) or insecure_no_auth):
         raise click.UsageError(
             f"refusing to serve on {host} without API tokens: anyone who can reach "
             f"it could move money. Set {API_TOKEN_SETTINGS[0]} or "
             f"{API_TOKEN_SETTINGS[1]}, or pass --insecure-no-auth."
         )
-    argv = gunicorn_argv(host, port, workers, threads)
+    argv = gunicorn_argv(host, port, workers, threads, keepalive)
     env = serve_env(os.environ, db_url or session.db_url)
+    env[READ_TIMEOUT_SETTING] = str(read_timeout)
     os.execvpe(argv[0], argv, env)
 
 
@@ -106,8 +134,15 @@ def keygen() -> None:
     click.echo(AESCipher.create_key(32))
 
 
-def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
-    """The command that runs the web app's factory under gunicorn."""
+def gunicorn_argv(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    keepalive: int = DEFAULT_KEEPALIVE_SECONDS,
+    app_factory: str = WEB_APP_FACTORY,
+) -> list[str]:
+    """The command that runs a web app's factory (the bank's) under gunicorn."""
     # No --preload: every worker builds its own BankApplication after the fork.
     return [
         sys.executable,
@@ -116,9 +151,11 @@ def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
+        WORKER_CLASS,
         "--threads",
         str(threads),
+        "--keep-alive",
+        str(keepalive),
         "--bind",
         f"{host}:{port}",
         "--access-logfile",
@@ -126,7 +163,7 @@ def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]
         # gunicorn 27 otherwise shares one ~/.gunicorn control socket between
         # every server on the machine.
         "--no-control-socket",
-        WEB_APP_FACTORY,
+        app_factory,
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -44,17 +45,16 @@ def memory_env() -> BankEnv:
     return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-@pytest.fixture
-def sqlite_env(tmp_path: Path) -> BankEnv:
-    """Settings for a fresh SQLite file."""
+def sqlite_file_env(directory: Path) -> BankEnv:
+    """Settings for a SQLite file in the directory."""
     return {
         "PERSISTENCE_MODULE": "bank.persistence",
-        "SQLALCHEMY_URL": f"sqlite:///{tmp_path / 'bank.db'}",
+        "SQLALCHEMY_URL": f"sqlite:///{directory / 'bank.db'}",
     }
 
 
-@pytest.fixture
-def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
+@contextmanager
+def postgres_schema_env(postgres_url: str) -> Iterator[BankEnv]:
     """Settings for PostgreSQL, isolated in a schema dropped afterwards."""
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
@@ -68,11 +68,39 @@ def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> BankEnv:
+    """Settings for a fresh SQLite file."""
+    return sqlite_file_env(tmp_path)
+
+
+@pytest.fixture
+def postgres_env(postgres_url: str) -> Iterator[BankEnv]:
+    """Settings for PostgreSQL, isolated in a schema dropped afterwards."""
+    with postgres_schema_env(postgres_url) as env:
+        yield env
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASES)
 def db_env(request: pytest.FixtureRequest) -> BankEnv:
     """Settings for each real database in turn: a SQLite file, then PostgreSQL."""
     env: BankEnv = request.getfixturevalue(f"{request.param}_env")
     return env
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def module_db_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BankEnv]:
+    """Like db_env, but one database per test module (for a shared server)."""
+    if request.param == "sqlite":
+        yield sqlite_file_env(tmp_path_factory.mktemp("sqlite"))
+        return
+    with postgres_schema_env(request.getfixturevalue("postgres_url")) as env:
+        yield env
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from bank import BankApplication
 from web.testing import HOST, ServerProcess, free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from conftest import BankEnv
 
@@ -121,11 +121,13 @@ class Server:
         threads: int | None = None,
         *,
         create_tables_first: bool = False,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.db_env = dict(db_env)
         self.log_path = log_path
         self.workers = workers
         self.threads = threads
+        self.serve_args = list(serve_args)
         # By default the workers create the tables themselves as they boot,
         # all at once, as on a real first start.
         self.create_tables_first = create_tables_first
@@ -156,6 +158,7 @@ class Server:
         ]
         if self.threads is not None:
             command += ["--threads", str(self.threads)]
+        command += self.serve_args
         # Every setting (SQLALCHEMY_SCHEMA for PostgreSQL) reaches the workers
         # via the environment; the URL also via --db, which beats BANK_* keys.
         self.process = ServerProcess(
@@ -301,10 +304,16 @@ class Ledger:
 
 @contextlib.contextmanager
 def running_server(
-    db_env: BankEnv, tmp_path: Path, workers: int = 2, threads: int | None = None
+    db_env: BankEnv,
+    tmp_path: Path,
+    workers: int = 2,
+    threads: int | None = None,
+    serve_args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start `bank serve` on the database, yield it, and always stop it."""
-    server = Server(db_env, tmp_path / "server.log", workers, threads)
+    server = Server(
+        db_env, tmp_path / "server.log", workers, threads, serve_args=serve_args
+    )
     try:
         server.start()
         yield server

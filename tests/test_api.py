@@ -719,3 +719,149 @@ def test_errors_are_logged_at_warning_or_below_for_refusals(
         command(client, "account_withdraw", account_id=123, amount_in_cents=5000)
 
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# Bodies must be strict UTF-8 JSON with no key twice.
+
+DUPLICATE_KEYS: dict[str, tuple[str, str]] = {
+    "at the top level": (
+        '{"command": "account_deposit", "command": "account_withdraw",'
+        ' "data": {"account_id": "123", "amount_in_cents": 100}}',
+        "command",
+    ),
+    "inside data": (
+        '{"command": "account_deposit",'
+        ' "data": {"account_id": "123", "amount_in_cents": 1, "amount_in_cents": 500}}',
+        "amount_in_cents",
+    ),
+    "inside a batch entry": (
+        '{"batch": [{"command": "account_deposit",'
+        ' "data": {"account_id": "123", "amount_in_cents": 1},'
+        ' "data": {"account_id": "456", "amount_in_cents": 1}}]}',
+        "data",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"), DUPLICATE_KEYS.values(), ids=DUPLICATE_KEYS.keys()
+)
+def test_a_key_given_twice_at_any_depth_gets_400_naming_it_and_changes_nothing(
+    flask_app: Flask, client: FlaskClient, funded: str, raw: str, key: str
+) -> None:
+    before = event_count(flask_app)
+
+    response = client.post("/api", data=raw, content_type="application/json")
+
+    assert (response.status_code, _code(response)) == (400, "bad_request")
+    error = (response.json or {})["error"]
+    assert f"'{key}'" in error["message"]
+    assert error["details"] == {"key": key}
+    assert event_count(flask_app) == before
+
+
+DEPOSIT = (
+    '{"command": "account_deposit",'
+    ' "data": {"account_id": "123", "amount_in_cents": 1, "reference": "café"}}'
+)
+NOT_UTF8_BODIES: dict[str, bytes] = {
+    "UTF-16 with a byte-order mark": DEPOSIT.encode("utf-16"),
+    "UTF-16 little-endian without one": DEPOSIT.encode("utf-16-le"),
+    "UTF-16 big-endian without one": DEPOSIT.encode("utf-16-be"),
+    "UTF-32 with a byte-order mark": DEPOSIT.encode("utf-32"),
+    "UTF-32 little-endian without one": DEPOSIT.encode("utf-32-le"),
+    "UTF-8 behind a byte-order mark": DEPOSIT.encode("utf-8-sig"),
+    "Latin-1": DEPOSIT.encode("latin-1"),
+    "a surrogate encoded as UTF-8": DEPOSIT.replace("é", "\ud800").encode(
+        "utf-8", "surrogatepass"
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", NOT_UTF8_BODIES.values(), ids=NOT_UTF8_BODIES.keys())
+def test_a_body_that_is_not_strict_utf8_is_refused_with_400_and_changes_nothing(
+    flask_app: Flask, client: FlaskClient, funded: str, raw: bytes
+) -> None:
+    before = event_count(flask_app)
+
+    response = client.post("/api", data=raw, content_type="application/json")
+
+    assert (response.status_code, _code(response)) == (400, "bad_request")
+    assert "UTF-8" in (response.json or {})["error"]["message"]
+    assert event_count(flask_app) == before
+
+
+def test_the_same_deposit_as_plain_utf8_is_accepted(
+    flask_app: Flask, client: FlaskClient, funded: str
+) -> None:
+    before = event_count(flask_app)
+
+    response = client.post(
+        "/api", data=DEPOSIT.encode(), content_type="application/json"
+    )
+
+    assert response.status_code == 200
+    assert event_count(flask_app) == before + 1
+
+
+# Every read parameter is bounded: a 422 naming it, never a 500.
+
+INT4_MAX = 2**31 - 1
+OUT_OF_RANGE_READS: dict[str, tuple[str, str]] = {
+    "a NUL account id": ("/api/accounts/%00", "path.account_id"),
+    "a 10,000-character account id": (
+        "/api/accounts/" + "9" * 10_000,
+        "path.account_id",
+    ),
+    "a NUL account id for events": ("/api/accounts/%00/events", "path.account_id"),
+    "a version beyond int4": (
+        f"/api/accounts/123?version={INT4_MAX + 1}",
+        "query.version",
+    ),
+    "a version of 30 digits": (
+        "/api/accounts/123?version=" + "9" * 30,
+        "query.version",
+    ),
+    "an after_version beyond int4": (
+        f"/api/accounts/123/events?after_version={INT4_MAX + 1}",
+        "query.after_version",
+    ),
+    "an after_version beyond int8": (
+        f"/api/accounts/123/events?after_version={2**63}",
+        "query.after_version",
+    ),
+    "a limit of 0": ("/api/accounts/123/events?limit=0", "query.limit"),
+    "a limit of 1001": ("/api/accounts/123/events?limit=1001", "query.limit"),
+    "a limit of 30 digits": (
+        "/api/accounts/123/events?limit=" + "9" * 30,
+        "query.limit",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), OUT_OF_RANGE_READS.values(), ids=OUT_OF_RANGE_READS.keys()
+)
+def test_an_out_of_range_read_parameter_gets_422_naming_it_and_changes_nothing(
+    flask_app: Flask, client: FlaskClient, funded: str, path: str, field: str
+) -> None:
+    before = event_count(flask_app)
+
+    response = client.get(path)
+
+    assert (response.status_code, _code(response)) == (422, "validation_error")
+    errors = (response.json or {})["error"]["details"]["errors"]
+    assert [error["field"] for error in errors] == [field]
+    assert event_count(flask_app) == before
+
+
+def test_versions_up_to_the_largest_an_int4_holds_are_still_answered(
+    client: FlaskClient, funded: str
+) -> None:
+    latest = client.get(f"/api/accounts/123?version={INT4_MAX}")
+    zero_padded = client.get("/api/accounts/123?version=" + "0" * 4_999 + "1")
+    events = client.get(f"/api/accounts/123/events?after_version={INT4_MAX}")
+
+    assert (latest.status_code, (latest.json or {})["version"]) == (200, 2)
+    assert (zero_padded.status_code, (zero_padded.json or {})["version"]) == (200, 1)
+    assert (events.status_code, events.json) == (200, [])

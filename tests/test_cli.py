@@ -11,8 +11,10 @@ from cli_runner import Cli, cli_on_a_fresh_sqlite_file, fields, rows
 from click.testing import CliRunner
 
 from bank import Account
+from cli import serve
 from cli.main import main
 from cli.serve import gunicorn_argv
+from web import auth, server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -223,8 +225,10 @@ def test_serve_runs_the_flask_factory_under_gunicorn() -> None:
         "--workers",
         "3",
         "--worker-class",
-        "gthread",
+        "web.server.EventedWorker",
         "--threads",
+        "5",
+        "--keep-alive",
         "5",
         "--bind",
         "0.0.0.0:9000",
@@ -233,6 +237,13 @@ def test_serve_runs_the_flask_factory_under_gunicorn() -> None:
         "--no-control-socket",
         "web:create_app()",
     ]
+
+
+def test_serve_names_the_worker_and_settings_that_the_web_layer_defines() -> None:
+    assert f"{server.__name__}.{server.EventedWorker.__name__}" == serve.WORKER_CLASS
+    assert serve.READ_TIMEOUT_SETTING == server.READ_TIMEOUT_SETTING
+    assert serve.DEFAULT_READ_TIMEOUT_SECONDS == server.DEFAULT_READ_TIMEOUT_SECONDS
+    assert serve.API_TOKEN_SETTINGS == (auth.TOKENS, auth.TOKENS_FILE)
 
 
 def test_serve_execs_gunicorn_with_the_database_and_opens_no_bank(

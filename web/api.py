@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from bank.commands import AccountState
+from bank.domain import (
+    InvalidCommandError,
+    check_email,
+    in_utc,
+    normalise_account_id,
+)
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
-from bank.projections import Ledger
+from bank.projections import MAX_VERSION, Ledger
 from web.errors import ApiError
 from web.openapi import openapi_document
 from web.reads import (
     MAX_PAGE_SIZE,
     MAX_QUERY_INT,
+    TIME_PATTERN,
     AccountListItem,
     AccountsPage,
     AccountView,
@@ -26,6 +34,8 @@ from web.reads import (
 from web.registry import Answer, run_batch, run_command
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flask import Response
 
     from bank import BankApplication
@@ -34,6 +44,7 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_COMMAND_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE_SIZE = 100
+TIME_FORMAT = re.compile(TIME_PATTERN)
 
 
 def bank() -> BankApplication:
@@ -80,9 +91,12 @@ def list_accounts() -> Response:
     owner_email = request.args.get("owner_email")
     if not owner_email:
         raise _bad_query("owner_email", "is required")
-    page = ledger().accounts_by_owner(
-        owner_email, limit=page_size(), cursor=request.args.get("cursor")
-    )
+    checked(check_email, owner_email, "owner_email", "must be an email address")
+    cursor = request.args.get("cursor")
+    if cursor is not None:
+        reason = "must be a cursor from a previous page"
+        checked(normalise_account_id, cursor, "cursor", reason)
+    page = ledger().accounts_by_owner(owner_email, limit=page_size(), cursor=cursor)
     accounts = [AccountListItem.of_row(row) for row in page.items]
     body = AccountsPage(accounts=accounts, next_cursor=page.next_cursor)
     return jsonify(body.model_dump(mode="json"))
@@ -91,7 +105,8 @@ def list_accounts() -> Response:
 @api.get("/accounts/<account_id>")
 def get_account(account_id: str) -> Response:
     """An account now, at `?version=N`, or at `?as_of=<ISO 8601>`."""
-    version = query_int("version", minimum=1)
+    account_id = path_account_id(account_id)
+    version = query_int("version", minimum=1, maximum=MAX_VERSION)
     as_of = query_time("as_of")
     if version is not None and as_of is not None:
         raise _bad_query("as_of", "cannot be combined with version")
@@ -102,16 +117,16 @@ def get_account(account_id: str) -> Response:
 @api.get("/accounts/<account_id>/statement")
 def get_statement(account_id: str) -> Response:
     """Statement lines in order: `?from=&to=` (ISO 8601), `&limit=&cursor=`."""
-    cursor = request.args.get("cursor")
-    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
-        raise _bad_query("cursor", "must be a cursor from a previous page")
+    account_id = path_account_id(account_id)
+    cursor = query_int("cursor", minimum=0, maximum=MAX_VERSION)
+    since, until, limit = query_time("from"), query_time("to"), page_size()
     account_id = bank().require_account(account_id)
     page = ledger().statement(
         account_id,
-        since=query_time("from"),
-        until=query_time("to"),
-        limit=page_size(),
-        cursor=cursor,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=None if cursor is None else str(cursor),
     )
     lines = [StatementLine.model_validate(row) for row in page.items]
     body = StatementPage(
@@ -123,7 +138,8 @@ def get_statement(account_id: str) -> Response:
 @api.get("/accounts/<account_id>/events")
 def get_account_events(account_id: str) -> Response:
     """An account's events in order, a page at a time."""
-    after_version = query_int("after_version", minimum=0)
+    account_id = path_account_id(account_id)
+    after_version = query_int("after_version", minimum=0, maximum=MAX_VERSION)
     limit = page_size()
     events = bank().get_history(account_id, after_version=after_version, limit=limit)
     response = jsonify(
@@ -160,8 +176,13 @@ def json_object_body() -> tuple[bytes, dict[str, Any]]:
             "unsupported_media_type", "Send the body as Content-Type: application/json."
         )
     raw = request.get_data(cache=False)
+    text = utf8_text(raw)
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicate_keys,
+        )
     except (ValueError, RecursionError):
         raise ApiError("bad_request", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -169,8 +190,35 @@ def json_object_body() -> tuple[bytes, dict[str, Any]]:
     return raw, body
 
 
+def utf8_text(raw: bytes) -> str:
+    """The body as strict UTF-8 text, or a 400 ApiError."""
+    # json.loads(bytes) would guess UTF-16 or UTF-32 and skip a byte-order mark;
+    # JSON between systems is UTF-8 (RFC 8259), and a NUL byte can only be
+    # another encoding's padding, since JSON text never holds a raw one.
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or text.startswith("\ufeff") or "\0" in text:
+        message = "The body must be UTF-8 JSON, without a byte-order mark."
+        raise ApiError("bad_request", message)
+    return text
+
+
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Otherwise the last of two "command" keys would silently win.
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            shown = key if len(key) <= 100 else f"{key[:100]}..."
+            message = f"The body repeats the key {shown!r}; each key may appear once."
+            raise ApiError("bad_request", message, {"key": shown})
+        found[key] = value
+    return found
 
 
 def ledger() -> Ledger:
@@ -188,37 +236,57 @@ def page_size() -> int:
 
 
 def query_time(name: str) -> datetime | None:
-    """An optional ISO 8601 time with a zone, e.g. 2026-11-27T18:00:00Z."""
+    """An optional RFC 3339 time with a zone (e.g. 2026-11-27T18:00:00Z), in UTC."""
     raw = request.args.get(name)
     if raw is None:
         return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise _bad_query(name, "must be an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise _bad_query(name, "must include a time zone, e.g. Z or +01:00")
-    return moment
+    # The documented format exactly: fromisoformat alone would take more
+    # ("2026-11-27 18:00Z", week dates) than the description promises.
+    if not TIME_FORMAT.fullmatch(raw):
+        raise _bad_query(
+            name, "must be an RFC 3339 time with a zone, e.g. 2026-11-27T18:00:00Z"
+        )
+    return in_utc(datetime.fromisoformat(raw))
 
 
-def query_int(name: str, minimum: int, maximum: int | None = None) -> int | None:
+def query_int(name: str, minimum: int, maximum: int = MAX_QUERY_INT) -> int | None:
     """An optional whole-number query parameter, checked against its bounds."""
     raw = request.args.get(name)
     if raw is None:
         return None
-    # At most 18 digits (MAX_QUERY_INT), checked before int() ever sees it.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_QUERY_INT)):
+    if not (raw.isascii() and raw.isdigit()):
         raise _bad_query(name, "must be a whole number")
-    value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"from {minimum}" + (f" to {maximum}" if maximum else "")
-        raise _bad_query(name, f"must be {bounds}")
+    # Digits are counted first: int() of a long string is slow, or even refused.
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or not minimum <= int(digits) <= maximum:
+        raise _bad_query(name, f"must be from {minimum} to {maximum}")
+    return int(digits)
+
+
+def path_account_id(account_id: str) -> str:
+    """The account id in the URL path, checked like any other account id."""
+    reason = "must be 1 to 64 letters, digits or any of '-_.:'"
+    return checked(normalise_account_id, account_id, "account_id", reason, "path")
+
+
+def checked(
+    check: Callable[[str], object],
+    value: str,
+    name: str,
+    reason: str,
+    location: str = "query",
+) -> str:
+    """The parameter's value if the domain's check accepts it, else a 422."""
+    try:
+        check(value)
+    except InvalidCommandError:
+        raise _bad_query(name, reason, location) from None
     return value
 
 
-def _bad_query(name: str, reason: str) -> ApiError:
+def _bad_query(name: str, reason: str, location: str = "query") -> ApiError:
     return ApiError(
         "validation_error",
-        f"Query parameter '{name}' {reason}.",
-        {"errors": [{"field": f"query.{name}", "reason": reason}]},
+        f"{location.capitalize()} parameter '{name}' {reason}.",
+        {"errors": [{"field": f"{location}.{name}", "reason": reason}]},
     )

@@ -26,14 +26,17 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "account_not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "account_already_exists": 409,
     "insufficient_funds": 409,
     "account_closed": 409,
     "account_not_empty": 409,
     "payload_too_large": 413,
+    "uri_too_long": 414,
     "unsupported_media_type": 415,
     "validation_error": 422,
     "idempotency_key_reused": 422,
+    "headers_too_large": 431,
     "internal_error": 500,
     "read_models_unavailable": 501,
     "concurrency_conflict": 503,
@@ -75,14 +78,21 @@ class ApiError(Exception):
         self.details = details or {}
 
 
+def error_document(
+    code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The body of every error, whoever answers it (the app or the HTTP server)."""
+    body = ErrorBody(
+        error=ErrorDetail(code=code, message=message, details=details or None)
+    )
+    return body.model_dump(exclude_none=True)
+
+
 def error_response(
     code: str, message: str, details: dict[str, Any] | None = None
 ) -> tuple[Response, int]:
     """A JSON error body with the status its code maps to."""
-    body = ErrorBody(
-        error=ErrorDetail(code=code, message=message, details=details or None)
-    )
-    response = jsonify(body.model_dump(exclude_none=True))
+    response = jsonify(error_document(code, message, details))
     if code in RETRY_AFTER_SECONDS:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS[code]
     if code == "unauthorized":

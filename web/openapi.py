@@ -9,31 +9,61 @@ from pydantic.json_schema import models_json_schema
 
 from bank.commands import MAX_BATCH_SIZE
 from bank.domain import ACCOUNT_ID_PATTERN
+from bank.projections import MAX_VERSION
 from web.errors import STATUS_BY_CODE, ErrorBody
 from web.reads import (
     MAX_PAGE_SIZE,
-    MAX_QUERY_INT,
+    TIME_PATTERN,
     AccountsPage,
     AccountView,
     EventView,
     StatementPage,
 )
-from web.registry import COMMANDS
+from web.registry import COMMANDS, email_json_schema
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 Schema = dict[str, Any]
 _REF = "#/components/schemas/{model}"
-COMMAND_ERRORS = sorted(set(STATUS_BY_CODE) - {"not_found", "method_not_allowed"})
-READ_ERRORS = [
-    "account_not_found",
-    "read_models_unavailable",
-    "validation_error",
+# What the HTTP front end (web.server) answers on any route, before the app:
+# malformed HTTP, a request too slow to arrive, or one too large.
+SERVER_ERRORS = [
+    "bad_request",
+    "request_timeout",
+    "payload_too_large",
+    "uri_too_long",
+    "headers_too_large",
+]
+COMMAND_ERRORS = [
+    *SERVER_ERRORS,
+    "unknown_command",
     "unauthorized",
+    "account_not_found",
+    "account_already_exists",
+    "insufficient_funds",
+    "account_closed",
+    "account_not_empty",
+    "unsupported_media_type",
+    "validation_error",
+    "idempotency_key_reused",
+    "internal_error",
+    "concurrency_conflict",
+    "database_unavailable",
+]
+READ_ERRORS = [
+    *SERVER_ERRORS,
+    "unauthorized",
+    "validation_error",
     "internal_error",
     "database_unavailable",
 ]
+# Statement and listing come from the read models, which some stores lack.
+READ_MODEL_ERRORS = [*READ_ERRORS, "read_models_unavailable"]
+ACCOUNT_ID_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$",
+}
 
 
 def _ref(name: str) -> Schema:
@@ -48,15 +78,43 @@ def _json(schema: Schema, description: str, **extra: Any) -> Schema:
     }
 
 
+def _header(description: str, schema: Schema, required: bool = False) -> Schema:
+    return {"description": description, "required": required, "schema": schema}
+
+
 def _errors(codes: list[str]) -> Schema:
-    """Error responses for these codes, grouped by status."""
+    """Error responses for these codes, grouped by status, each naming its codes."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
     return {
-        str(status): _json(_ref("ErrorBody"), "Error: " + ", ".join(sorted(names)))
+        str(status): _error(status, sorted(names))
         for status, names in sorted(by_status.items())
     }
+
+
+def _error(status: int, codes: list[str]) -> Schema:
+    schema = {
+        "allOf": [
+            _ref("ErrorBody"),
+            {"properties": {"error": {"properties": {"code": {"enum": codes}}}}},
+        ]
+    }
+    headers: Schema = {}
+    if status == 503:
+        headers["Retry-After"] = _header(
+            "Seconds to wait before a retry.",
+            {"type": "string", "pattern": "^[0-9]+$"},
+            required=True,
+        )
+    if status == 401:
+        headers["WWW-Authenticate"] = _header(
+            "The scheme to authenticate with.",
+            {"type": "string", "pattern": "^Bearer "},
+            required=True,
+        )
+    extra = {"headers": headers} if headers else {}
+    return _json(schema, "Error: " + ", ".join(codes), **extra)
 
 
 def _schemas() -> dict[str, Schema]:
@@ -104,17 +162,21 @@ def _schemas() -> dict[str, Schema]:
     schemas["batch_results"] = {
         "type": "object",
         "required": ["results"],
+        "additionalProperties": False,
         "properties": {
             "results": {
                 "type": "array",
-                "items": {"oneOf": _response_refs(range(200, 300))},
+                "minItems": 1,
+                "maxItems": MAX_BATCH_SIZE,
+                # Answer schemas admit no field but their own, so exactly one fits.
+                "items": {"oneOf": _answer_refs(range(200, 300))},
             }
         },
     }
     return schemas
 
 
-def _response_refs(statuses: range | list[int]) -> list[Schema]:
+def _answer_refs(statuses: range | list[int]) -> list[Schema]:
     names = [
         spec.response_model.__name__
         for spec in COMMANDS.values()
@@ -123,19 +185,35 @@ def _response_refs(statuses: range | list[int]) -> list[Schema]:
     return [_ref(name) for name in dict.fromkeys(names)]
 
 
+def _account_links() -> Schema:
+    """Where a newly opened account can be read."""
+    account_id = {"account_id": "$response.body#/account_id"}
+    return {
+        name: {"operationId": operation, "parameters": account_id}
+        for name, operation in [
+            ("GetAccount", "getAccount"),
+            ("GetAccountEvents", "getAccountEvents"),
+            ("GetStatement", "getStatement"),
+        ]
+    }
+
+
 def _post_command() -> Schema:
     replayed = {
-        "Idempotent-Replayed": {
-            "description": "true when answered from the key's first execution.",
-            "schema": {"type": "string", "enum": ["true"]},
-        }
+        "Idempotent-Replayed": _header(
+            "true when answered from the key's first execution.",
+            {"type": "string", "enum": ["true"]},
+        )
     }
     return {
         "operationId": "runCommand",
         "summary": "Run one command, or a batch of them in one transaction.",
         "description": "\n".join(
             f"- `{spec.name}`: {spec.summary}" for spec in COMMANDS.values()
-        ),
+        )
+        + "\n\nA body is at most 64 KiB, a batch's at most 1 MiB (413). A transfer "
+        "to the same account, or an Idempotency-Key already used for a different "
+        "request, is refused with 422.",
         "parameters": [
             {
                 "name": "Idempotency-Key",
@@ -161,12 +239,15 @@ def _post_command() -> Schema:
         },
         "responses": {
             "200": _json(
-                {"oneOf": [*_response_refs([200]), _ref("batch_results")]},
+                {"oneOf": [*_answer_refs([200]), _ref("batch_results")]},
                 "Accepted (a batch answers every command's result in order).",
                 headers=replayed,
             ),
             "201": _json(
-                {"oneOf": _response_refs([201])}, "Account opened.", headers=replayed
+                {"oneOf": _answer_refs([201])},
+                "Account opened.",
+                headers=replayed,
+                links=_account_links(),
             ),
             **_errors(COMMAND_ERRORS),
         },
@@ -174,47 +255,70 @@ def _post_command() -> Schema:
 
 
 def _get(
-    operation_id: str, summary: str, parameters: list[Schema], ok: Schema
+    operation_id: str,
+    summary: str,
+    parameters: list[Schema],
+    ok: Schema,
+    errors: list[str],
 ) -> Schema:
     return {
         "get": {
             "operationId": operation_id,
             "summary": summary,
             "parameters": parameters,
-            "responses": {"200": ok, **_errors(READ_ERRORS)},
+            "responses": {"200": ok, **_errors(errors)},
         }
     }
 
 
-def _query(
-    name: str, minimum: int, description: str, maximum: int = MAX_QUERY_INT
-) -> Schema:
+def _query(name: str, description: str, schema: Schema) -> Schema:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum},
+        "schema": schema,
     }
 
 
-def _param(name: str, description: str, required: bool = False) -> Schema:
+def _whole(minimum: int, maximum: int) -> Schema:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
+def _time() -> Schema:
     return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": {"type": "string"},
+        "type": "string",
+        "format": "date-time",
+        "pattern": TIME_PATTERN,
+        "description": "RFC 3339 with a zone, e.g. 2026-11-27T18:00:00Z or "
+        "2026-11-27T19:00:00.5+01:00 (refused when it falls outside the years "
+        "1-9999 in UTC).",
     }
 
 
-def _time(name: str, description: str) -> Schema:
+def _limit() -> Schema:
+    return _query("limit", "Page size (default 100).", _whole(1, MAX_PAGE_SIZE))
+
+
+def _version_or_moment() -> Schema:
+    """`version` and `as_of`, as one form-exploded object: they exclude each other."""
     return {
-        "name": name,
+        "name": "at",
         "in": "query",
         "required": False,
-        "description": f"{description} ISO 8601 with a zone.",
-        "schema": {"type": "string", "format": "date-time"},
+        "style": "form",
+        "explode": True,
+        "description": "At most one of ?version=N (the account as of its N-th "
+        "event; past the latest, the latest) and ?as_of=<time> (the account at "
+        "that moment; 404 before it was opened).",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "version": _whole(1, MAX_VERSION),
+                "as_of": _time(),
+            },
+            "not": {"required": ["version", "as_of"]},
+        },
     }
 
 
@@ -225,7 +329,7 @@ def openapi_document() -> Schema:
         "name": "account_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$"},
+        "schema": ACCOUNT_ID_SCHEMA,
     }
     return {
         "openapi": "3.1.0",
@@ -241,55 +345,91 @@ def openapi_document() -> Schema:
                 "listAccounts",
                 "An owner's accounts, by account id, a page at a time.",
                 [
-                    _param("owner_email", "The owner's email (required).", True),
-                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
-                    _param("cursor", "next_cursor of the previous page."),
+                    {
+                        "name": "owner_email",
+                        "in": "query",
+                        "required": True,
+                        "description": "The owner's email.",
+                        "schema": email_json_schema(),
+                    },
+                    _limit(),
+                    _query(
+                        "cursor",
+                        "next_cursor of the previous page (an account id).",
+                        ACCOUNT_ID_SCHEMA,
+                    ),
                 ],
                 _json(_ref("AccountsPage"), "The accounts (from the read model)."),
+                READ_MODEL_ERRORS,
             ),
             "/api/accounts/{account_id}": _get(
                 "getAccount",
                 "An account now, or as it was at a past version or moment.",
-                [
-                    account_id,
-                    _query("version", 1, "The account as of this version."),
-                    _time("as_of", "The account as it was at this moment."),
-                ],
+                [account_id, _version_or_moment()],
                 _json(_ref("AccountView"), "The account."),
+                [*READ_ERRORS, "account_not_found"],
             ),
             "/api/accounts/{account_id}/statement": _get(
                 "getStatement",
                 "An account's statement lines in order, a page at a time.",
                 [
                     account_id,
-                    _time("from", "Lines at or after this moment."),
-                    _time("to", "Lines before this moment."),
-                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
-                    _param("cursor", "next_cursor of the previous page."),
+                    _query("from", "Lines at or after this moment.", _time()),
+                    _query("to", "Lines before this moment.", _time()),
+                    _limit(),
+                    _query(
+                        "cursor",
+                        "next_cursor of the previous page (a version).",
+                        _whole(0, MAX_VERSION),
+                    ),
                 ],
                 _json(_ref("StatementPage"), "Statement lines (from the read model)."),
+                [*READ_MODEL_ERRORS, "account_not_found"],
             ),
             "/api/accounts/{account_id}/events": _get(
                 "getAccountEvents",
                 "An account's events in order, a page at a time.",
                 [
                     account_id,
-                    _query("after_version", 0, "Only events after this version."),
-                    _query("limit", 1, "Page size (default 100).", MAX_PAGE_SIZE),
+                    _query(
+                        "after_version",
+                        "Only events after this version (default 0).",
+                        _whole(0, MAX_VERSION),
+                    ),
+                    _limit(),
                 ],
                 _json(
                     {"type": "array", "items": _ref("EventView")},
-                    "Events, oldest first; a Link rel=next header while more "
-                    "may follow.",
+                    "Events, oldest first.",
+                    headers={
+                        "Link": _header(
+                            'rel="next": the next page, while a page came back full.',
+                            {"type": "string"},
+                        )
+                    },
                 ),
+                [*READ_ERRORS, "account_not_found"],
             ),
             "/api/health": {
                 "get": {
                     "operationId": "health",
                     "summary": "Whether the service and its database answer.",
                     "responses": {
-                        "200": _json({"type": "object"}, "Healthy."),
-                        **_errors(["database_unavailable"]),
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status", "database"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "status": {"const": "ok"},
+                                    "database": {"const": "reachable"},
+                                },
+                            },
+                            "Healthy.",
+                        ),
+                        **_errors(
+                            [*SERVER_ERRORS, "internal_error", "database_unavailable"]
+                        ),
                     },
                 }
             },
@@ -297,7 +437,10 @@ def openapi_document() -> Schema:
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document.",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+                    "responses": {
+                        "200": _json({"type": "object"}, "OpenAPI 3.1."),
+                        **_errors([*SERVER_ERRORS, "unauthorized", "internal_error"]),
+                    },
                 }
             },
         },

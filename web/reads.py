@@ -5,16 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, JsonValue
 
 from bank.domain import event_fields
+from bank.projections import STATEMENT_KINDS
 
 if TYPE_CHECKING:
     from bank import Account
     from bank.commands import AccountState
 
+# Every kind of account event, by its name and by its statement kind.
+EVENT_TYPES: list[JsonValue] = [event_class.__name__ for event_class in STATEMENT_KINDS]
+LINE_KINDS: list[JsonValue] = [kind for kind, _ in STATEMENT_KINDS.values()]
 MAX_PAGE_SIZE = 1000
 MAX_QUERY_INT = 10**18 - 1  # the most a whole-number query parameter may be
+_LEAP_YEAR = (
+    "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+)
+_DAY = (
+    "(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    "|(?:0[13-9]|1[0-2])-(?:29|30)"
+    "|(?:0[13578]|1[02])-31"
+)
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+# RFC 3339 as Python reads it: years 1-9999, real days, an upper-case T and Z.
+TIME_PATTERN = (
+    f"^(?:{_YEAR}-(?:{_DAY})|{_LEAP_YEAR}-02-29)"
+    "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]+)?"
+    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 
 
 def account_fields(account: AccountState) -> dict[str, Any]:
@@ -50,7 +69,7 @@ class AccountView(BaseModel):
 class EventView(BaseModel):
     """One recorded event of an account."""
 
-    type: str
+    type: str = Field(json_schema_extra={"enum": EVENT_TYPES})
     version: int
     timestamp: datetime
     data: dict[str, Any]
@@ -89,7 +108,7 @@ class StatementLine(BaseModel):
     """One line of a statement: an event of the account, shaped for reading."""
 
     version: int
-    kind: str
+    kind: str = Field(json_schema_extra={"enum": LINE_KINDS})
     amount_in_cents: int
     balance_after_in_cents: int
     transfer_id: str | None

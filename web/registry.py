@@ -10,8 +10,9 @@ its validation and its OpenAPI description all follow from the entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -51,7 +52,15 @@ if TYPE_CHECKING:
     from bank import BankApplication
     from bank.commands import AccountState, Command, CommandResult
 
-_DIGITS_JSON_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{1,16}$"}
+_MAX_CENTS_DIGITS = len(str(MAX_AMOUNT_IN_CENTS))
+# Digits whose value is 1..10**15 (an amount) or 0..10**15 (a limit), leading
+# zeros allowed: exactly what _whole_cents and the Field bounds accept.
+_AMOUNT_DIGITS = (
+    f"^0*(?:[1-9][0-9]{{0,{_MAX_CENTS_DIGITS - 2}}}|{MAX_AMOUNT_IN_CENTS})$"
+)
+_LIMIT_DIGITS = f"^0*(?:[0-9]{{1,{_MAX_CENTS_DIGITS - 1}}}|{MAX_AMOUNT_IN_CENTS})$"
+# The integers whose decimal string is an account id (at most 64 characters).
+_ACCOUNT_ID_INTEGERS = {"minimum": 1 - 10**63, "maximum": 10**64 - 1}
 
 
 def _whole_cents(value: Any) -> Any:
@@ -62,12 +71,67 @@ def _whole_cents(value: Any) -> Any:
             "must be a whole number of cents: a JSON integer or a string of digits",
         )
     if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 16):
+        if not (value.isascii() and value.isdigit()):
             raise PydanticCustomError(
                 "whole_cents", "must be a whole number of cents: digits only"
             )
-        return int(value)
+        # Leading zeros are dropped first: int() of a long string is slow, or refused.
+        digits = value.lstrip("0") or "0"
+        if len(digits) > _MAX_CENTS_DIGITS:
+            raise PydanticCustomError(
+                "whole_cents", f"must be at most {MAX_AMOUNT_IN_CENTS} cents"
+            )
+        return int(digits)
     return value
+
+
+@cache
+def printable_class(excluded: str = "") -> str:
+    """A regex class of the characters str.isprintable() accepts, but `excluded`."""
+    # The domain's rules are Python's own idea of printable (this Python's
+    # Unicode database), which no portable regex escape names: so the class
+    # spells out each range, as the characters themselves.
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x110000):
+        character = chr(code)
+        if not character.isprintable() or character in excluded:
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    spelled = (
+        _class_character(first)
+        + ("" if first == last else "-" + _class_character(last))
+        for first, last in ranges
+    )
+    return "[" + "".join(spelled) + "]"
+
+
+def _class_character(code: int) -> str:
+    character = chr(code)
+    return "\\" + character if character in "\\]^-[" else character
+
+
+def email_json_schema() -> dict[str, Any]:
+    """The exact JSON schema of an owner email (see bank.domain.check_email)."""
+    # One '@', neither first nor last, and no space or other non-printable.
+    part = printable_class(excluded=" @") + "+"
+    return {
+        "type": "string",
+        "maxLength": MAX_EMAIL_LENGTH,
+        "pattern": f"^{part}@{part}$",
+        "description": "name@domain: one '@', printable, no spaces.",
+    }
+
+
+def _email_schema(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(email_json_schema())
+
+
+def _reference_schema(schema: dict[str, Any]) -> None:
+    schema["pattern"] = f"^{printable_class()}*$"
 
 
 def _account_id(value: Any) -> Any:
@@ -98,7 +162,7 @@ AmountInCents = Annotated[
         {
             "oneOf": [
                 {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_IN_CENTS},
-                _DIGITS_JSON_SCHEMA,
+                {"type": "string", "pattern": _AMOUNT_DIGITS},
             ],
             "description": "Whole cents: 1 to 10**15, a JSON integer or digits.",
         }
@@ -112,7 +176,7 @@ OverdraftLimitInCents = Annotated[
         {
             "oneOf": [
                 {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_IN_CENTS},
-                _DIGITS_JSON_SCHEMA,
+                {"type": "string", "pattern": _LIMIT_DIGITS},
             ],
             "description": "Whole cents from 0 to 10**15.",
         }
@@ -126,7 +190,11 @@ AccountId = Annotated[
         {
             "oneOf": [
                 {"type": "string", "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$"},
-                {"type": "integer", "description": "Means its decimal string."},
+                {
+                    "type": "integer",
+                    **_ACCOUNT_ID_INTEGERS,
+                    "description": "Means its decimal string.",
+                },
             ],
             "description": "1-64 letters, digits or '-_.:'; an integer is accepted.",
         }
@@ -138,7 +206,7 @@ OwnerEmail = Annotated[
         min_length=3,
         max_length=MAX_EMAIL_LENGTH,
         # Documents the domain's rule; _email enforces it with its own message.
-        json_schema_extra={"pattern": r"^[^@\s]+@[^@\s]+$"},
+        json_schema_extra=_email_schema,
     ),
     AfterValidator(_email),
 ]
@@ -167,7 +235,10 @@ class AmountData(CommandData):
 class DepositData(AmountData):
     """Data of `account_deposit`: an optional payer's reference as well."""
 
-    reference: Annotated[str, Field(max_length=MAX_REFERENCE_LENGTH)] = ""
+    reference: Annotated[
+        str,
+        Field(max_length=MAX_REFERENCE_LENGTH, json_schema_extra=_reference_schema),
+    ] = ""
 
 
 class TransferData(CommandData):
@@ -194,14 +265,18 @@ class AccountIdData(CommandData):
 class AccountBalance(BaseModel):
     """An account's balance and version right after a command."""
 
+    # No other field: each command's answer matches exactly one answer schema.
+    model_config = ConfigDict(extra="forbid")
+
     account_id: str
     balance_in_cents: int
-    version: int
+    version: int = Field(ge=1)
 
     @classmethod
     def of(cls, account: AccountState) -> Self:
         """Describe one account (fields the model does not name are dropped)."""
-        return cls.model_validate(account_fields(account))
+        fields = account_fields(account)
+        return cls.model_validate({name: fields[name] for name in cls.model_fields})
 
     @classmethod
     def from_result(cls, result: CommandResult) -> Self:
@@ -224,11 +299,13 @@ class OverdraftLimitChanged(AccountBalance):
 class ClosedAccount(AccountBalance):
     """A closed account."""
 
-    closed: bool
+    closed: Literal[True]
 
 
 class TransferMade(BaseModel):
     """Both sides of a transfer, right after it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     transfer_id: str
     from_account: AccountBalance
@@ -354,7 +431,9 @@ def run_batch(
             [command for _, command in parsed], idempotency_key=idempotency_key
         )
     except BankError as error:
-        error.details = {"index": error.command_index, **error.details}
+        # A refusal of the whole batch (a reused key) names no command.
+        if error.command_index is not None:
+            error.details = {"index": error.command_index, **error.details}
         raise
     bodies = [
         spec.respond(result) for (spec, _), result in zip(parsed, results, strict=True)
