@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,9 +35,8 @@ from gunicorn.workers.base import Worker
 from web.errors import STATUS_BY_CODE, error_document
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Iterable
-
-    from gunicorn.glogging import Logger
 
     WsgiApp = Callable[..., Iterable[bytes]]
     # Where an answered request is logged: peer, request, status, seconds.
@@ -462,44 +462,78 @@ class EventedWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         limits = self.limits()
         run_app = wsgi_runner(self.wsgi)
         access = self._log_access if self.cfg.accesslog else None
-        open_connections: dict[asyncio.Task[None], Connection] = {}
-        log: Logger = self.log
+        self._open: dict[asyncio.Task[None], Connection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         with ThreadPoolExecutor(self.cfg.threads, "bank-app") as executor:
 
-            async def accepted(
-                reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-            ) -> None:
-                task = asyncio.current_task()
-                assert task is not None
+            async def served(client: socket.socket) -> None:
+                reader, writer = await asyncio.open_connection(sock=client)
                 connection = Connection(
                     reader, writer, run_app, executor, limits, access
                 )
-                open_connections[task] = connection
+                task = asyncio.current_task()
+                assert task is not None
+                self._open[task] = connection
                 try:
                     await connection.serve()
                 except Exception:
-                    log.exception("connection failed")
+                    self.log.exception("connection failed")
                 finally:
-                    del open_connections[task]
+                    del self._open[task]
 
-            servers = [
-                await asyncio.start_server(accepted, sock=listener.sock)
-                for listener in self.sockets
-            ]
+            loop = asyncio.get_running_loop()
+
+            def start(client: socket.socket) -> None:
+                if not self.alive:
+                    client.close()
+                    return
+                task = loop.create_task(served(client))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+            for listener in self.sockets:
+                threading.Thread(
+                    target=self._accept,
+                    args=(
+                        listener.sock,
+                        lambda client: loop.call_soon_threadsafe(start, client),
+                    ),
+                    name="bank-accept",
+                    daemon=True,
+                ).start()
             while self.alive and self.ppid == os.getppid():
                 self.notify()
                 await asyncio.sleep(HEARTBEAT_SECONDS)
-            for server in servers:
-                server.close()
             deadline = time.monotonic() + self.cfg.graceful_timeout
-            while open_connections and time.monotonic() < deadline:
+            while self._open and time.monotonic() < deadline:
                 # Connections between requests are closed; requests being
                 # read or answered are finished first.
-                for task, connection in list(open_connections.items()):
+                for task, connection in list(self._open.items()):
                     if not connection.busy:
                         task.cancel()
                 self.notify()
                 await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _accept(
+        listener: socket.socket, hand_over: Callable[[socket.socket], object]
+    ) -> None:
+        """Take connections from the listening socket that the workers share."""
+        # A blocking accept(): the kernel queues the workers that wait in it
+        # and gives each connection to the one that has waited longest, so
+        # keep-alive connections spread evenly. (Waiting for readability
+        # instead would wake every worker, and the quickest would take most.)
+        listener.setblocking(True)
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                if listener.fileno() < 0:
+                    return
+                time.sleep(0.01)  # out of descriptors, say: try again shortly
+                continue
+            client.setblocking(False)
+            hand_over(client)
 
     def _log_access(
         self, peer: str, request: h11.Request, status: int, seconds: float
