@@ -189,6 +189,34 @@ def event_count(flask_app: Flask) -> int:
 
 INT4_MAX = 2**31 - 1
 OUT_OF_RANGE_READS: dict[str, tuple[str, str]] = {
+    "a NUL account id": ("/api/accounts/%00", "path.account_id"),
+    "a 10,000-character account id": (
+        "/api/accounts/" + "9" * 10_000,
+        "path.account_id",
+    ),
+    "a NUL account id for events": ("/api/accounts/%00/events", "path.account_id"),
+    "a version beyond int4": (
+        f"/api/accounts/A?version={INT4_MAX + 1}",
+        "query.version",
+    ),
+    "a version of 30 digits": (
+        "/api/accounts/A?version=" + "9" * 30,
+        "query.version",
+    ),
+    "an after_version beyond int4": (
+        f"/api/accounts/A/events?after_version={INT4_MAX + 1}",
+        "query.after_version",
+    ),
+    "an after_version beyond int8": (
+        f"/api/accounts/A/events?after_version={2**63}",
+        "query.after_version",
+    ),
+    "a limit of 0": ("/api/accounts/A/events?limit=0", "query.limit"),
+    "a limit of 1001": ("/api/accounts/A/events?limit=1001", "query.limit"),
+    "a limit of 30 digits": (
+        "/api/accounts/A/events?limit=" + "9" * 30,
+        "query.limit",
+    ),
     "a statement from a time that is no RFC 3339 time": (
         "/api/accounts/A/statement?from=2026-11-27%2018:00Z",
         "query.from",
