@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import datetime_now_with_tzinfo
 from eventsourcing.persistence import PersistenceError, RecordConflictError
 
 from bank.commands import (
@@ -22,13 +23,20 @@ from bank.commands import (
     Command,
     CommandResult,
     Deposit,
+    ExpireHolds,
+    ExpireTransfer,
     OpenAccount,
+    PostTransfer,
+    ReverseTransfer,
     SetOverdraftLimit,
     Transfer,
+    TransferState,
+    VoidTransfer,
     Withdraw,
     check_batch_size,
 )
 from bank.domain import (
+    TRANSFER_ID_PATTERN,
     Account,
     AccountAlreadyExistsError,
     AccountNotFoundError,
@@ -45,11 +53,14 @@ from bank.idempotency import (
     IdempotencyRecord,
 )
 from bank.settings import Tuning, check_stored_events_are_readable, make_safe
+from bank.transfers import Transfer as TransferAggregate
+from bank.transfers import TransferNotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from eventsourcing.application import ProjectorFunction
+    from eventsourcing.domain import Aggregate
     from eventsourcing.utils import Environment, EnvType
 
 logger = logging.getLogger(__name__)
@@ -78,6 +89,7 @@ class BankApplication(Application[UUID]):
         # Per instance, so each application follows its own environment.
         self.snapshotting_intervals = {Account: interval} if interval > 0 else {}  # type: ignore[misc]
         self.max_attempts = tuning.max_attempts
+        self.default_currency = tuning.default_currency
 
     @functools.cached_property
     def event_log(self) -> EventLog:
@@ -95,12 +107,12 @@ class BankApplication(Application[UUID]):
         owner_email: str,
         account_id: AccountId | None = None,
         *,
+        currency: str | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        """Open an account and return its id."""
-        command = OpenAccount(owner_email, account_id)
-        result = self.execute(command, idempotency_key=idempotency_key)[0]
-        return result.account.account_id
+        """Open an account (in the default currency unless told); return its id."""
+        command = OpenAccount(owner_email, account_id, currency)
+        return self._one(command, idempotency_key).account.account_id
 
     def deposit(
         self,
@@ -108,24 +120,24 @@ class BankApplication(Application[UUID]):
         amount_in_cents: int,
         *,
         reference: str = "",
+        metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> int:
         """Pay money in and return the new balance."""
-        command = Deposit(account_id, amount_in_cents, reference)
-        result = self.execute(command, idempotency_key=idempotency_key)[0]
-        return result.account.balance_in_cents
+        command = Deposit(account_id, amount_in_cents, reference, metadata)
+        return self._one(command, idempotency_key).account.balance_in_cents
 
     def withdraw(
         self,
         account_id: AccountId,
         amount_in_cents: int,
         *,
+        metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> int:
         """Pay money out and return the new balance."""
-        command = Withdraw(account_id, amount_in_cents)
-        result = self.execute(command, idempotency_key=idempotency_key)[0]
-        return result.account.balance_in_cents
+        command = Withdraw(account_id, amount_in_cents, metadata)
+        return self._one(command, idempotency_key).account.balance_in_cents
 
     def transfer(
         self,
@@ -133,13 +145,61 @@ class BankApplication(Application[UUID]):
         to_account_id: AccountId,
         amount_in_cents: int,
         *,
+        pending: bool = False,
+        timeout_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        """Move money between two accounts atomically and return the transfer id."""
-        command = Transfer(from_account_id, to_account_id, amount_in_cents)
-        result = self.execute(command, idempotency_key=idempotency_key)[0]
-        assert result.transfer_id is not None
-        return result.transfer_id
+        """Move money between two accounts atomically (or hold it); return the id."""
+        command = Transfer(
+            from_account_id,
+            to_account_id,
+            amount_in_cents,
+            pending,
+            timeout_seconds,
+            metadata,
+        )
+        return self._transfer_of(command, idempotency_key).transfer_id
+
+    def post_transfer(
+        self,
+        transfer_id: str,
+        amount_in_cents: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> TransferState:
+        """Move a pending transfer's money (all, or this much) and free the rest."""
+        command = PostTransfer(transfer_id, amount_in_cents)
+        return self._transfer_of(command, idempotency_key)
+
+    def void_transfer(
+        self, transfer_id: str, *, idempotency_key: str | None = None
+    ) -> TransferState:
+        """Release all of a pending transfer's money."""
+        return self._transfer_of(VoidTransfer(transfer_id), idempotency_key)
+
+    def reverse_transfer(
+        self,
+        transfer_id: str,
+        amount_in_cents: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Move a posted transfer's money back (all, or this much); return its id."""
+        command = ReverseTransfer(transfer_id, amount_in_cents, metadata)
+        return self._transfer_of(command, idempotency_key).transfer_id
+
+    def _one(self, command: Command, idempotency_key: str | None) -> CommandResult:
+        [result] = self.execute(command, idempotency_key=idempotency_key)
+        return result
+
+    def _transfer_of(
+        self, command: Command, idempotency_key: str | None
+    ) -> TransferState:
+        transfer = self._one(command, idempotency_key).transfer
+        assert transfer is not None  # every transfer command answers with it
+        return transfer
 
     def set_overdraft_limit(
         self,
@@ -200,7 +260,10 @@ class BankApplication(Application[UUID]):
         trust_cache = True
         for attempt in range(1, self.max_attempts + 1):
             accounts = Accounts(
-                self.load_account, self.cached_account if trust_cache else None
+                self.load_account,
+                self.cached_account if trust_cache else None,
+                load_transfer=self.load_transfer,
+                default_currency=self.default_currency,
             )
             try:
                 results = self._run(commands, accounts)
@@ -251,13 +314,13 @@ class BankApplication(Application[UUID]):
                 raise
         return results
 
-    def _forget_cached(self, stale: Sequence[Account]) -> None:
+    def _forget_cached(self, stale: Sequence[Aggregate]) -> None:
         if self.repository.cache is not None:
             for account in stale:
                 with contextlib.suppress(KeyError):
                     self.repository.cache.get(account.id, evict=True)
 
-    def _remember_saved(self, saved: Sequence[Account]) -> None:
+    def _remember_saved(self, saved: Sequence[Aggregate]) -> None:
         if self.repository.cache is not None:
             for account in saved:
                 self.repository.cache.put(account.id, account)
@@ -314,10 +377,43 @@ class BankApplication(Application[UUID]):
         version: int | None = None,
         as_of: datetime | None = None,
     ) -> Account:
-        """The account now, or as it was at a past version or moment."""
+        """The account now, or as it was at a past version or moment.
+
+        Read now, an account whose holds have lapsed records their expiry first,
+        so that its history says what the answer shows.
+        """
         if as_of is not None:
             version = self.version_at(account_id, as_of)
-        return self.load_account(account_id, version)
+        account = self.load_account(account_id, version)
+        if version is None and account.lapsed_transfer_ids(datetime_now_with_tzinfo()):
+            self.execute(ExpireHolds(account.account_id))
+            account = self.load_account(account_id)
+        return account
+
+    def load_transfer(self, transfer_id: str) -> TransferAggregate:
+        """Rebuild a transfer from its events; TransferNotFoundError if none."""
+        if not isinstance(transfer_id, str) or not TRANSFER_ID_PATTERN.fullmatch(
+            transfer_id
+        ):
+            raise TransferNotFoundError(str(transfer_id)[:100])
+        try:
+            transfer: TransferAggregate = self.repository.get(
+                TransferAggregate.create_id(transfer_id)
+            )
+        except AggregateNotFoundError:
+            raise TransferNotFoundError(transfer_id) from None
+        return transfer
+
+    def get_transfer(self, transfer_id: str) -> TransferState:
+        """A transfer now; one that has lapsed records its expiry first."""
+        transfer = self.load_transfer(transfer_id)
+        if transfer.is_lapsed(datetime_now_with_tzinfo()):
+            return self.expire_transfer(transfer_id)
+        return TransferState.of(transfer)
+
+    def expire_transfer(self, transfer_id: str) -> TransferState:
+        """Record that a pending transfer has lapsed, if it has (else nothing)."""
+        return self._transfer_of(ExpireTransfer(transfer_id), None)
 
     def version_at(self, account_id: AccountId, moment: datetime) -> int:
         """The account's version at a moment (AccountNotFoundError before opening).

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+import iso4217
+from eventsourcing.domain import Aggregate, datetime_now_with_tzinfo, event
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 MAX_AMOUNT_IN_CENTS = 10**15
 MAX_EMAIL_LENGTH = 254
 MAX_REFERENCE_LENGTH = 140
+DEFAULT_CURRENCY = "USD"
+MAX_HOLD_SECONDS = 30 * 24 * 60 * 60
+MAX_METADATA_KEYS = 16
+METADATA_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
+MAX_METADATA_VALUE_LENGTH = 500
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Transfer ids are made by the bank (UUIDs), so one looks like nothing else.
+TRANSFER_ID_PATTERN = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
 # Public account ids map onto aggregate UUIDs in this namespace (uuid5), so a
 # client-chosen id names exactly one event stream, in every process.
 ACCOUNT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:eventsourced-bank:account")
@@ -71,12 +81,13 @@ class AccountAlreadyExistsError(BankError):
 
 
 class InsufficientFundsError(BankError):
-    """The debit would take the balance below the overdraft limit."""
+    """The debit would take the available amount below zero."""
 
     code = "insufficient_funds"
 
-    def __init__(self, account: Account, amount_in_cents: int) -> None:
-        available_in_cents = account.available_in_cents
+    def __init__(
+        self, account: Account, amount_in_cents: int, available_in_cents: int
+    ) -> None:
         super().__init__(
             f"Account {account.account_id} has {available_in_cents} cents available; "
             f"{amount_in_cents} were asked for.",
@@ -108,6 +119,37 @@ class AccountNotEmptyError(BankError):
             "only an empty account can be closed.",
             account_id=account_id,
             balance_in_cents=balance_in_cents,
+        )
+
+
+class AccountHasPendingTransfersError(BankError):
+    """Only an account without pending holds, in either direction, can be closed."""
+
+    code = "account_has_pending_transfers"
+
+    def __init__(self, account_id: str, transfer_ids: list[str]) -> None:
+        super().__init__(
+            f"Account {account_id} has {len(transfer_ids)} pending transfer(s); post "
+            "or void them first.",
+            account_id=account_id,
+            transfer_ids=transfer_ids,
+        )
+
+
+class CurrencyMismatchError(BankError):
+    """Money can only move between accounts of one currency."""
+
+    code = "currency_mismatch"
+
+    def __init__(self, source: Account, target: Account) -> None:
+        super().__init__(
+            f"Account {source.account_id} holds {source.currency} and account "
+            f"{target.account_id} holds {target.currency}; a transfer needs one "
+            "currency.",
+            from_account_id=source.account_id,
+            from_currency=source.currency,
+            to_account_id=target.account_id,
+            to_currency=target.currency,
         )
 
 
@@ -191,45 +233,169 @@ def check_reference(reference: str) -> None:
         )
 
 
+def check_currency(currency: str) -> None:
+    """Refuse anything but an ISO 4217 alphabetic code, such as USD or JPY."""
+    try:
+        iso4217.Currency(currency)
+    except (ValueError, TypeError):
+        raise InvalidCommandError(
+            "A currency is an ISO 4217 alphabetic code, such as USD, EUR or JPY.",
+            field="currency",
+        ) from None
+
+
+def minor_unit_digits(currency: str) -> int:
+    """How many digits of an amount are the minor unit: USD 2, JPY 0, BHD 3."""
+    return iso4217.Currency(currency).exponent or 0
+
+
+def check_metadata(metadata: Mapping[str, str]) -> None:
+    """Refuse metadata that is not a few short string keys with short string values."""
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidCommandError(
+            f"Metadata is an object of at most {MAX_METADATA_KEYS} keys.",
+            field="metadata",
+        )
+    for key, value in metadata.items():
+        if not (isinstance(key, str) and METADATA_KEY_PATTERN.fullmatch(key)):
+            raise InvalidCommandError(
+                "A metadata key is 1 to 40 letters, digits or any of '_.-'.",
+                field="metadata",
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE_LENGTH:
+            raise InvalidCommandError(
+                f"A metadata value is text of at most {MAX_METADATA_VALUE_LENGTH} "
+                "characters.",
+                field="metadata",
+            )
+
+
+def check_timeout(timeout_seconds: int) -> None:
+    """Refuse a hold's timeout that is not 1 second to 30 days."""
+    if type(timeout_seconds) is not int or not 1 <= timeout_seconds <= MAX_HOLD_SECONDS:
+        raise InvalidCommandError(
+            f"A timeout is a whole number of seconds from 1 to {MAX_HOLD_SECONDS:,}.",
+            field="timeout_seconds",
+        )
+
+
+def expiry(now: datetime, timeout_seconds: int | None) -> datetime | None:
+    """When a hold placed now lapses (None: it does not)."""
+    if timeout_seconds is None:
+        return None
+    check_timeout(timeout_seconds)
+    return now + timedelta(seconds=timeout_seconds)
+
+
+class _MetadataSinceVersion2:
+    """For events that gained metadata in their version 2: older ones had none."""
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Recorded before metadata existed: none."""
+        state["metadata"] = {}
+
+
+class _HoldEnded(Aggregate.Event):
+    """The end of a hold: what it was for, with whom, how much, which way."""
+
+    transfer_id: str
+    counterparty_account_id: str
+    amount_in_cents: int
+    is_debit: bool
+
+
 class Account(Aggregate):
-    """A bank account whose state is the sum of its recorded events."""
+    """A bank account whose state is the sum of its recorded events.
+
+    `balance_in_cents` is the posted balance; `holds` are the pending
+    transfers that reserve money (debits) or will bring it (credits), by
+    transfer id. A hold past its expiry reserves nothing, whether or not its
+    `HoldExpired` event has been recorded yet.
+    """
+
+    # Version 2 added the currency and the holds to snapshots.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Snapshots taken before currencies and holds existed: USD, none held."""
+        state["currency"] = DEFAULT_CURRENCY
+        state["holds"] = {}
 
     class Opened(Aggregate.Created):
-        """The account was opened for an owner."""
+        """The account was opened for an owner, in a currency (version 2 added it)."""
 
         account_id: str
         owner_email: str
+        currency: str
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Accounts opened before currencies existed hold US dollars."""
+            state["currency"] = DEFAULT_CURRENCY
 
     class Deposited(Aggregate.Event):
-        """Money was paid in, with the payer's reference (version 2 added it)."""
+        """Money was paid in, with a reference (version 2) and metadata (3)."""
 
         amount_in_cents: int
         reference: str
-        class_version = 2
+        metadata: dict[str, str]
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             """Deposits recorded before references existed had none."""
             state["reference"] = ""
 
-    class Withdrawn(Aggregate.Event):
-        """Money was paid out."""
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """Deposits recorded before metadata existed had none."""
+            state["metadata"] = {}
+
+    class Withdrawn(_MetadataSinceVersion2, Aggregate.Event):
+        """Money was paid out (version 2 added metadata)."""
 
         amount_in_cents: int
+        metadata: dict[str, str]
 
-    class TransferSent(Aggregate.Event):
+    class TransferSent(_MetadataSinceVersion2, Aggregate.Event):
         """Money left for another account; the other half is TransferReceived."""
 
         transfer_id: str
         to_account_id: str
         amount_in_cents: int
+        metadata: dict[str, str]
 
-    class TransferReceived(Aggregate.Event):
+    class TransferReceived(_MetadataSinceVersion2, Aggregate.Event):
         """Money arrived from another account; the other half is TransferSent."""
 
         transfer_id: str
         from_account_id: str
         amount_in_cents: int
+        metadata: dict[str, str]
+
+    class HoldPlaced(Aggregate.Event):
+        """A pending transfer reserves money here (debit) or will bring it (credit)."""
+
+        transfer_id: str
+        counterparty_account_id: str
+        amount_in_cents: int
+        is_debit: bool
+        expires_at: datetime | None
+        metadata: dict[str, str]
+
+    class HoldPosted(_HoldEnded):
+        """A hold became a transfer of this amount (at most what was held)."""
+
+    class HoldVoided(_HoldEnded):
+        """A hold was released without moving any money (the amount it held)."""
+
+    class HoldExpired(_HoldEnded):
+        """A hold lapsed at its expiry without moving any money (the amount held)."""
 
     class OverdraftLimitSet(Aggregate.Event):
         """How far below zero the balance may go was changed."""
@@ -242,13 +408,16 @@ class Account(Aggregate):
     def __deepcopy__(self, memo: dict[int, Any]) -> Account:
         """A private copy to run a command on, made in a few microseconds.
 
-        Every attribute of an account is an immutable value (str, int, bool,
-        datetime, UUID), so only the list of pending events needs a copy of
-        its own; a generic deep copy would cost more than the rest of a deposit.
+        Every attribute of an account but its holds is an immutable value (str,
+        int, bool, datetime, UUID), and a hold is replaced, never changed in
+        place; so only the list of pending events and the dict of holds need
+        copies of their own. A generic deep copy would cost more than the rest
+        of a deposit.
         """
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.__dict__["_pending_events"] = list(self.pending_events)
+        clone.__dict__["holds"] = dict(self.holds)
         return clone
 
     @staticmethod
@@ -258,53 +427,142 @@ class Account(Aggregate):
         return uuid5(ACCOUNT_ID_NAMESPACE, account_id)
 
     @classmethod
-    def open(cls, owner_email: str, account_id: str | int) -> Account:
-        """Open a new account, refusing a malformed email or id."""
+    def open(
+        cls, owner_email: str, account_id: str | int, currency: str = DEFAULT_CURRENCY
+    ) -> Account:
+        """Open a new account, refusing a malformed email, id or currency."""
         check_email(owner_email)
-        return cls(account_id=normalise_account_id(account_id), owner_email=owner_email)
+        check_currency(currency)
+        return cls(
+            account_id=normalise_account_id(account_id),
+            owner_email=owner_email,
+            currency=currency,
+        )
 
     @event(Opened)
-    def __init__(self, account_id: str, owner_email: str) -> None:
+    def __init__(self, account_id: str, owner_email: str, currency: str) -> None:
         self.account_id = account_id
         self.owner_email = owner_email
+        self.currency = currency
         self.balance_in_cents = 0
         self.overdraft_limit_in_cents = 0
         self.is_closed = False
+        self.holds: dict[str, dict[str, Any]] = {}
 
-    def deposit(self, amount_in_cents: int, reference: str = "") -> None:
-        """Pay money in, optionally with the payer's reference."""
+    def deposit(
+        self,
+        amount_in_cents: int,
+        reference: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Pay money in, optionally with the payer's reference and metadata."""
         check_amount(amount_in_cents)
         check_reference(reference)
+        metadata = _checked_metadata(metadata)
         self.check_is_open()
-        self._deposited(amount_in_cents, reference)
+        self._deposited(amount_in_cents, reference, metadata)
 
-    def withdraw(self, amount_in_cents: int) -> None:
-        """Pay money out, down to the overdraft limit at most."""
+    def withdraw(
+        self,
+        amount_in_cents: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Pay money out, at most what is available."""
         check_amount(amount_in_cents)
+        metadata = _checked_metadata(metadata)
         self.check_is_open()
-        self.check_can_debit(amount_in_cents)
-        self._withdrawn(amount_in_cents)
+        self.check_can_debit(amount_in_cents, now or datetime_now_with_tzinfo())
+        self._withdrawn(amount_in_cents, metadata)
 
     def send_transfer(
-        self, transfer_id: str, to_account_id: str, amount_in_cents: int
+        self,
+        transfer_id: str,
+        to_account_id: str,
+        amount_in_cents: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        now: datetime | None = None,
     ) -> None:
         """Debit this account as the first half of a transfer."""
         check_amount(amount_in_cents)
+        metadata = _checked_metadata(metadata)
         self.check_is_open()
-        if to_account_id == self.account_id:
-            raise InvalidCommandError(
-                "A transfer needs two different accounts.", field="to_account_id"
-            )
-        self.check_can_debit(amount_in_cents)
-        self._transfer_sent(transfer_id, to_account_id, amount_in_cents)
+        self.check_not_itself(to_account_id)
+        self.check_can_debit(amount_in_cents, now or datetime_now_with_tzinfo())
+        self._transfer_sent(transfer_id, to_account_id, amount_in_cents, metadata)
 
     def receive_transfer(
-        self, transfer_id: str, from_account_id: str, amount_in_cents: int
+        self,
+        transfer_id: str,
+        from_account_id: str,
+        amount_in_cents: int,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         """Credit this account as the second half of a transfer."""
         check_amount(amount_in_cents)
+        metadata = _checked_metadata(metadata)
         self.check_is_open()
-        self._transfer_received(transfer_id, from_account_id, amount_in_cents)
+        self._transfer_received(transfer_id, from_account_id, amount_in_cents, metadata)
+
+    def place_hold(
+        self,
+        transfer_id: str,
+        counterparty_account_id: str,
+        amount_in_cents: int,
+        *,
+        is_debit: bool,
+        expires_at: datetime | None,
+        metadata: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Reserve money for a pending transfer (a debit), or expect it (a credit)."""
+        check_amount(amount_in_cents)
+        metadata = _checked_metadata(metadata)
+        self.check_is_open()
+        self.check_not_itself(counterparty_account_id)
+        if is_debit:
+            self.check_can_debit(amount_in_cents, now or datetime_now_with_tzinfo())
+        self._hold_placed(
+            transfer_id,
+            counterparty_account_id,
+            amount_in_cents,
+            is_debit,
+            expires_at,
+            metadata,
+        )
+
+    def post_hold(self, transfer_id: str, amount_in_cents: int) -> None:
+        """Move this much of a hold's money (at most what is held), release the rest."""
+        hold = self.holds[transfer_id]
+        check_amount(amount_in_cents)
+        self._hold_posted(
+            transfer_id,
+            hold["counterparty_account_id"],
+            amount_in_cents,
+            hold["is_debit"],
+        )
+
+    def void_hold(self, transfer_id: str) -> None:
+        """Release a hold without moving money."""
+        hold = self.holds[transfer_id]
+        self._hold_voided(
+            transfer_id,
+            hold["counterparty_account_id"],
+            hold["amount_in_cents"],
+            hold["is_debit"],
+        )
+
+    def expire_hold(self, transfer_id: str) -> None:
+        """Record that a hold lapsed at its expiry."""
+        hold = self.holds[transfer_id]
+        self._hold_expired(
+            transfer_id,
+            hold["counterparty_account_id"],
+            hold["amount_in_cents"],
+            hold["is_debit"],
+        )
 
     def set_overdraft_limit(self, overdraft_limit_in_cents: int) -> None:
         """Let the balance go as far as this many cents below zero."""
@@ -319,9 +577,12 @@ class Account(Aggregate):
         self.check_is_open()
         self._overdraft_limit_set(overdraft_limit_in_cents)
 
-    def close(self) -> None:
-        """Close the account; only an empty account can be closed."""
+    def close(self, *, now: datetime | None = None) -> None:
+        """Close the account; only an empty account with no pending holds can close."""
         self.check_is_open()
+        pending = self.pending_transfer_ids(now or datetime_now_with_tzinfo())
+        if pending:
+            raise AccountHasPendingTransfersError(self.account_id, pending)
         if self.balance_in_cents != 0:
             raise AccountNotEmptyError(self.account_id, self.balance_in_cents)
         self._closed()
@@ -331,38 +592,137 @@ class Account(Aggregate):
         if self.is_closed:
             raise AccountClosedError(self.account_id)
 
-    def check_can_debit(self, amount_in_cents: int) -> None:
-        """Refuse a debit that would go below the overdraft limit."""
-        if amount_in_cents > self.available_in_cents:
-            raise InsufficientFundsError(self, amount_in_cents)
+    def check_not_itself(self, counterparty_account_id: str) -> None:
+        """Refuse a transfer from an account to itself."""
+        if counterparty_account_id == self.account_id:
+            raise InvalidCommandError(
+                "A transfer needs two different accounts.", field="to_account_id"
+            )
 
-    @property
-    def available_in_cents(self) -> int:
-        """What may still be debited: the balance plus the overdraft limit."""
-        return self.balance_in_cents + self.overdraft_limit_in_cents
+    def check_can_debit(self, amount_in_cents: int, now: datetime) -> None:
+        """Refuse a debit of more than is available now."""
+        available_in_cents = self.available_at(now)
+        if amount_in_cents > available_in_cents:
+            raise InsufficientFundsError(self, amount_in_cents, available_in_cents)
+
+    def check_same_currency(self, other: Account) -> None:
+        """Refuse to move money to or from an account of another currency."""
+        if other.currency != self.currency:
+            raise CurrencyMismatchError(self, other)
+
+    def available_at(self, now: datetime) -> int:
+        """What may be debited now: balance plus overdraft limit minus debit holds."""
+        return (
+            self.balance_in_cents
+            + self.overdraft_limit_in_cents
+            - self.pending_at(now, is_debit=True)
+        )
+
+    def pending_at(self, now: datetime, *, is_debit: bool) -> int:
+        """The money held now in one direction (lapsed holds hold nothing)."""
+        return sum(
+            hold["amount_in_cents"]
+            for hold in self.holds.values()
+            if hold["is_debit"] is is_debit and not _lapsed(hold, now)
+        )
+
+    def pending_transfer_ids(self, now: datetime) -> list[str]:
+        """The transfers that hold money here now, either way."""
+        return [tid for tid, hold in self.holds.items() if not _lapsed(hold, now)]
+
+    def lapsed_transfer_ids(self, now: datetime) -> list[str]:
+        """The transfers whose holds here have lapsed without HoldExpired yet."""
+        return [tid for tid, hold in self.holds.items() if _lapsed(hold, now)]
 
     # The @event methods below only apply already-decided facts: they run
     # again on every replay, so they hold no rules.
 
     @event(Deposited)
-    def _deposited(self, amount_in_cents: int, reference: str) -> None:
+    def _deposited(
+        self, amount_in_cents: int, reference: str, metadata: dict[str, str]
+    ) -> None:
         self.balance_in_cents += amount_in_cents
 
     @event(Withdrawn)
-    def _withdrawn(self, amount_in_cents: int) -> None:
+    def _withdrawn(self, amount_in_cents: int, metadata: dict[str, str]) -> None:
         self.balance_in_cents -= amount_in_cents
 
     @event(TransferSent)
     def _transfer_sent(
-        self, transfer_id: str, to_account_id: str, amount_in_cents: int
+        self,
+        transfer_id: str,
+        to_account_id: str,
+        amount_in_cents: int,
+        metadata: dict[str, str],
     ) -> None:
         self.balance_in_cents -= amount_in_cents
 
     @event(TransferReceived)
     def _transfer_received(
-        self, transfer_id: str, from_account_id: str, amount_in_cents: int
+        self,
+        transfer_id: str,
+        from_account_id: str,
+        amount_in_cents: int,
+        metadata: dict[str, str],
     ) -> None:
         self.balance_in_cents += amount_in_cents
+
+    @event(HoldPlaced)
+    def _hold_placed(
+        self,
+        transfer_id: str,
+        counterparty_account_id: str,
+        amount_in_cents: int,
+        is_debit: bool,
+        expires_at: datetime | None,
+        metadata: dict[str, str],
+    ) -> None:
+        self.holds = {
+            **self.holds,
+            transfer_id: {
+                "counterparty_account_id": counterparty_account_id,
+                "amount_in_cents": amount_in_cents,
+                "is_debit": is_debit,
+                "expires_at": expires_at,
+            },
+        }
+
+    @event(HoldPosted)
+    def _hold_posted(
+        self,
+        transfer_id: str,
+        counterparty_account_id: str,
+        amount_in_cents: int,
+        is_debit: bool,
+    ) -> None:
+        self._release(transfer_id)
+        self.balance_in_cents += -amount_in_cents if is_debit else amount_in_cents
+
+    @event(HoldVoided)
+    def _hold_voided(
+        self,
+        transfer_id: str,
+        counterparty_account_id: str,
+        amount_in_cents: int,
+        is_debit: bool,
+    ) -> None:
+        self._release(transfer_id)
+
+    @event(HoldExpired)
+    def _hold_expired(
+        self,
+        transfer_id: str,
+        counterparty_account_id: str,
+        amount_in_cents: int,
+        is_debit: bool,
+    ) -> None:
+        self._release(transfer_id)
+
+    def _release(self, transfer_id: str) -> None:
+        # A new dict, never a change in place: cached copies share the old one.
+        self.holds = {
+            other: hold for other, hold in self.holds.items() if other != transfer_id
+        }
 
     @event(OverdraftLimitSet)
     def _overdraft_limit_set(self, overdraft_limit_in_cents: int) -> None:
@@ -371,6 +731,18 @@ class Account(Aggregate):
     @event(Closed)
     def _closed(self) -> None:
         self.is_closed = True
+
+
+def _lapsed(hold: Mapping[str, Any], now: datetime) -> bool:
+    expires_at = hold["expires_at"]
+    return expires_at is not None and expires_at <= now
+
+
+def _checked_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    check_metadata(metadata)
+    return dict(metadata)
 
 
 # The domain's list of its own facts, by name. Every reader of the log (read
@@ -383,6 +755,10 @@ ACCOUNT_EVENT_TYPES: dict[str, type[Account.Event]] = {
         Account.Withdrawn,
         Account.TransferSent,
         Account.TransferReceived,
+        Account.HoldPlaced,
+        Account.HoldPosted,
+        Account.HoldVoided,
+        Account.HoldExpired,
         Account.OverdraftLimitSet,
         Account.Closed,
     )

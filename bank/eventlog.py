@@ -1,16 +1,18 @@
-"""The one reader of the notification log: account events in the order stored.
+"""The one reader of the notification log: ledger events in the order stored.
 
 The read models, the audit and the CLI's replay all follow the log through
-this module, a page at a time, so a log of any length streams.
+this module, a page at a time, so a log of any length streams. Ledger events
+are the accounts' events and the transfers' own; idempotency records are not.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 from eventsourcing.utils import get_topic
 
 from bank.domain import ACCOUNT_EVENT_TYPES, Account
+from bank.transfers import TRANSFER_EVENT_TYPES, Transfer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -20,17 +22,20 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 1000
 ACCOUNT_TOPICS = tuple(get_topic(cls) for cls in ACCOUNT_EVENT_TYPES.values())
+TRANSFER_TOPICS = tuple(get_topic(cls) for cls in TRANSFER_EVENT_TYPES.values())
+LEDGER_TOPICS = ACCOUNT_TOPICS + TRANSFER_TOPICS
+LedgerEvent: TypeAlias = Account.Event | Transfer.Event
 
 
 class LoggedEvent(NamedTuple):
-    """An account event and its position in the log (its notification id)."""
+    """A ledger event and its position in the log (its notification id)."""
 
     notification_id: int
-    event: Account.Event
+    event: LedgerEvent
 
 
 class EventLog:
-    """An application's notification log, read as account events."""
+    """An application's notification log, read as ledger events."""
 
     def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[Any]) -> None:
         self.recorder = recorder
@@ -46,7 +51,7 @@ class EventLog:
         limit: int = PAGE_SIZE,
         *,
         stop: int | None = None,
-        topics: Sequence[str] = ACCOUNT_TOPICS,
+        topics: Sequence[str] = LEDGER_TOPICS,
     ) -> list[LoggedEvent]:
         """Up to `limit` events after position `after` (up to `stop`), in order."""
         return [
@@ -59,12 +64,12 @@ class EventLog:
         after: int = 0,
         stop: int | None = None,
         *,
-        topics: Sequence[str] = ACCOUNT_TOPICS,
+        topics: Sequence[str] = LEDGER_TOPICS,
         stream: UUID | None = None,
     ) -> Iterator[LoggedEvent]:
         """Every event after `after` up to `stop` (default: the head when asked).
 
-        With `stream`, only that account's events, which are the only ones
+        With `stream`, only that aggregate's events, which are the only ones
         decoded.
         """
         stop = self.head() if stop is None else stop
@@ -85,5 +90,5 @@ class EventLog:
         )
 
     def _decoded(self, notification: Notification) -> LoggedEvent:
-        event = cast("Account.Event", self.mapper.to_domain_event(notification))
+        event = cast("LedgerEvent", self.mapper.to_domain_event(notification))
         return LoggedEvent(notification.id, event)

@@ -13,6 +13,8 @@ from eventsourcing.persistence import (
     OperationalError,
 )
 
+from bank import domain
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -26,6 +28,7 @@ CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
 SQLITE_BUSY_TIMEOUT_SECONDS = "15"
 SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
 COMMAND_MAX_ATTEMPTS = "COMMAND_MAX_ATTEMPTS"
+DEFAULT_CURRENCY = "DEFAULT_CURRENCY"
 
 
 class ConfigurationError(Exception):
@@ -34,17 +37,27 @@ class ConfigurationError(Exception):
 
 @dataclass(frozen=True)
 class Tuning:
-    """How often to snapshot an account and how often to retry a lost write race."""
+    """Snapshots, retries of lost write races, and the currency of new accounts."""
 
     snapshot_interval: int
     max_attempts: int
+    default_currency: str
 
     @classmethod
     def of(cls, environment: Mapping[str, str]) -> Tuning:
-        """Read SNAPSHOT_INTERVAL (0: never) and COMMAND_MAX_ATTEMPTS (at least 1)."""
+        """Read SNAPSHOT_INTERVAL (0: never), COMMAND_MAX_ATTEMPTS, DEFAULT_CURRENCY."""
+        currency = environment.get(DEFAULT_CURRENCY) or domain.DEFAULT_CURRENCY
+        try:
+            domain.check_currency(currency)
+        except domain.InvalidCommandError:
+            raise ConfigurationError(
+                f"BANK_DEFAULT_CURRENCY must be an ISO 4217 code such as USD, not "
+                f"{currency!r}."
+            ) from None
         return cls(
             snapshot_interval=int(environment.get(SNAPSHOT_INTERVAL) or "100"),
             max_attempts=max(1, int(environment.get(COMMAND_MAX_ATTEMPTS) or "30")),
+            default_currency=currency,
         )
 
 

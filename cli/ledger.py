@@ -14,8 +14,9 @@ from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bank.audit import audit
 from bank.domain import ACCOUNT_EVENT_TYPES, Account, event_fields
-from bank.eventlog import ACCOUNT_TOPICS
+from bank.eventlog import LEDGER_TOPICS, LedgerEvent
 from bank.projections import Ledger
+from bank.transfers import TRANSFER_EVENT_TYPES, Transfer
 from cli.session import BankSession, pass_session
 from cli.tables import (
     count_violations,
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 # How many rows a page of a read-model query holds.
 PAGE_SIZE = 1000
+# Every kind of ledger event, by the name `bank replay --type` takes.
+LEDGER_EVENT_TYPES: dict[str, type[LedgerEvent]] = {
+    **ACCOUNT_EVENT_TYPES,
+    **{f"Transfer.{name}": cls for name, cls in TRANSFER_EVENT_TYPES.items()},
+}
 
 
 def zoned_time(
@@ -138,7 +144,7 @@ def accounts(session: BankSession, owner_email: str) -> None:
     "--type",
     "event_types",
     multiple=True,
-    type=click.Choice(list(ACCOUNT_EVENT_TYPES)),
+    type=click.Choice(list(LEDGER_EVENT_TYPES)),
     help="Only events of this type (repeatable).",
 )
 @time_option("--since", help="Only events at or after this time.")
@@ -154,21 +160,23 @@ def replay(
     until: datetime | None,
     limit: int | None,
 ) -> None:
-    """Print the accounts' events from the notification log, in the order stored.
+    """Print the ledger's events from the notification log, in the order stored.
 
     One line per event: notification id, timestamp, account id, type and the
-    event's own fields. The log is read a page at a time, so any length streams.
-    (Idempotency records are not account events and are not shown.)
+    event's own fields. A transfer's own events (its type then reads, e.g.,
+    Transfer.Created) have no account: the transfer id stands in that column.
+    The log is read a page at a time, so any length streams. (Idempotency
+    records are not ledger events and are not shown.)
     """
     app = session.app
     stream: UUID | None = None
     if account_id is not None:
         stream = Account.create_id(app.require_account(account_id))
-    topics = [get_topic(ACCOUNT_EVENT_TYPES[name]) for name in event_types]
+    topics = [get_topic(LEDGER_EVENT_TYPES[name]) for name in event_types]
     events = (
         (notification_id, event)
         for notification_id, event in app.event_log.events(
-            topics=topics or ACCOUNT_TOPICS, stream=stream
+            topics=topics or LEDGER_TOPICS, stream=stream
         )
         if (since is None or event.timestamp >= since)
         and (until is None or event.timestamp < until)
@@ -179,36 +187,47 @@ def replay(
 
 
 class AccountNames:
-    """Public account ids of event streams, learnt from their Opened events."""
+    """Public ids of event streams (account or transfer ids), from their first event."""
 
     def __init__(self, app: BankApplication) -> None:
         self.app = app
         self.known: dict[UUID, str] = {}
 
-    def of(self, event: Account.Event) -> str:
-        """The public id of the account the event belongs to."""
-        if isinstance(event, Account.Opened):
-            self.known[event.originator_id] = event.account_id
+    def of(self, event: LedgerEvent) -> str:
+        """The public id of the account (or transfer) the event belongs to."""
         stream = event.originator_id
+        if event.originator_version == 1:
+            self.known[stream] = _public_id(event) or str(stream)
         if stream not in self.known:
             first = next(iter(self.app.events.get(stream, lte=1)), None)
-            opened = isinstance(first, Account.Opened)
-            self.known[stream] = first.account_id if opened else str(stream)  # type: ignore[union-attr]
+            self.known[stream] = _public_id(first) or str(stream)
         return self.known[stream]
 
 
-def replay_line(notification_id: int, account_id: str, event: Account.Event) -> str:
+def _public_id(first: object) -> str | None:
+    """The id an Opened or Created event names its aggregate by."""
+    if isinstance(first, Account.Opened):
+        return first.account_id
+    if isinstance(first, Transfer.Created):
+        return first.transfer_id
+    return None
+
+
+def replay_line(notification_id: int, public_id: str, event: LedgerEvent) -> str:
     """One event as a line: notification id, time, account, type, own fields."""
     fields = " ".join(f"{name}={value}" for name, value in event_fields(event).items())
+    kind = type(event).__name__
+    if isinstance(event, Transfer.Event):
+        kind = f"Transfer.{kind}"
     return (
-        f"{notification_id:>8}  {event.timestamp.isoformat()}  {account_id}  "
-        f"{type(event).__name__}  {fields}"
+        f"{notification_id:>8}  {event.timestamp.isoformat()}  {public_id}  "
+        f"{kind}  {fields}"
     ).rstrip()
 
 
 @click.group()
 def projections() -> None:
-    """Look after the read models (the accounts view and statement lines)."""
+    """Look after the read models (accounts view, statement lines, transfers view)."""
 
 
 @projections.command("rebuild")

@@ -58,7 +58,25 @@ class BankGroup(click.Group):
 
 
 pass_session = click.make_pass_decorator(BankSession)
-cents_argument = click.argument("amount_in_cents", metavar="CENTS", type=click.INT)
 
 
-pass_session = click.make_pass_decorator(BankSession)
+def _metadata(
+    ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]
+) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE.", ctx, param)
+        metadata[key] = value
+    return metadata
+
+
+metadata_option = click.option(
+    "--meta",
+    "metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_metadata,
+    help="Metadata to record with it, as KEY=VALUE (repeatable).",
+)

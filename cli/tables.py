@@ -10,14 +10,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bank.domain import event_fields
+from bank.domain import event_fields, minor_unit_digits
 
 if TYPE_CHECKING:
     from bank import Account
     from bank.audit import AuditReport
+    from bank.commands import AccountState, TransferState
 
 # How many violations `bank audit` lists; the report counts them all.
 MAX_VIOLATIONS_SHOWN = 200
+
+
+def format_money(amount_in_minor_units: int, currency: str) -> str:
+    """Render minor units in the currency's own way: 1525 USD as 15.25, JPY as 1525."""
+    digits = minor_unit_digits(currency)
+    if digits == 2:
+        return format_cents(amount_in_minor_units)
+    sign = "-" if amount_in_minor_units < 0 else ""
+    units, minor = divmod(abs(amount_in_minor_units), 10**digits)
+    return f"{sign}{units}.{minor:0{digits}d}" if digits else f"{sign}{units}"
 
 
 def format_cents(amount_in_cents: int) -> str:
@@ -27,7 +38,7 @@ def format_cents(amount_in_cents: int) -> str:
     return f"{sign}{units}.{cents:02d}"
 
 
-def account_table(account: Account) -> Table:
+def account_table(account: AccountState) -> Table:
     """A two-column table of an account's state."""
     table = Table(title=Text(f"Account {account.account_id}"), show_header=False)
     table.add_column("field", style="bold")
@@ -35,12 +46,44 @@ def account_table(account: Account) -> Table:
     table.add_row("Account id", account.account_id)
     # Plain Text, not markup: an email such as "a[b]@example.com" is data.
     table.add_row("Owner email", Text(account.owner_email))
-    table.add_row("Balance", format_cents(account.balance_in_cents))
-    table.add_row("Balance (cents)", str(account.balance_in_cents))
-    table.add_row("Overdraft limit", format_cents(account.overdraft_limit_in_cents))
-    table.add_row("Overdraft limit (cents)", str(account.overdraft_limit_in_cents))
+    table.add_row("Currency", account.currency)
+    for name, cents in (
+        ("Balance", account.balance_in_cents),
+        ("Overdraft limit", account.overdraft_limit_in_cents),
+        ("Pending debits", account.pending_debits_in_cents),
+        ("Pending credits", account.pending_credits_in_cents),
+        ("Available", account.available_in_cents),
+    ):
+        table.add_row(name, format_money(cents, account.currency))
+        table.add_row(f"{name} (cents)", str(cents))
     table.add_row("Closed", "yes" if account.is_closed else "no")
     table.add_row("Version", str(account.version))
+    return table
+
+
+def transfer_table(transfer: TransferState) -> Table:
+    """A two-column table of a transfer's state."""
+    table = Table(title=Text(f"Transfer {transfer.transfer_id}"), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("Transfer id", transfer.transfer_id)
+    table.add_row("From account", Text(transfer.from_account_id))
+    table.add_row("To account", Text(transfer.to_account_id))
+    table.add_row("Status", transfer.status)
+    table.add_row("Currency", transfer.currency)
+    for name, cents in (
+        ("Amount", transfer.amount_in_cents),
+        ("Posted", transfer.posted_amount_in_cents),
+        ("Reversed", transfer.reversed_amount_in_cents),
+    ):
+        table.add_row(name, format_money(cents, transfer.currency))
+        table.add_row(f"{name} (cents)", str(cents))
+    table.add_row("Reverses", transfer.reverses_transfer_id or "")
+    table.add_row("Created at", transfer.created_at.isoformat())
+    expires_at = transfer.expires_at
+    table.add_row("Expires at", expires_at.isoformat() if expires_at else "")
+    metadata = " ".join(f"{key}={value}" for key, value in transfer.metadata.items())
+    table.add_row("Metadata", Text(metadata))
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -26,6 +26,19 @@ POSTGRES_URL = os.environ.get(
     "BANK_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
 BankEnv = dict[str, str]
+
+
+def no_holds(account_id: str, balance: int, *, version: int) -> dict[str, Any]:
+    """The API's answer for a USD account without holds or overdraft."""
+    return {
+        "account_id": account_id,
+        "currency": "USD",
+        "balance_in_cents": balance,
+        "pending_debits_in_cents": 0,
+        "pending_credits_in_cents": 0,
+        "available_in_cents": balance,
+        "version": version,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,18 @@ def command(client: FlaskClient, name: str, **data: Any) -> TestResponse:
     return client.post("/api", json={"command": name, "data": data})
 
 
+def balances(balance: int, version: int, available: int | None = None) -> Any:
+    """An account answer's balances: in USD, nothing held."""
+    return {
+        "currency": "USD",
+        "balance_in_cents": balance,
+        "pending_debits_in_cents": 0,
+        "pending_credits_in_cents": 0,
+        "available_in_cents": balance if available is None else available,
+        "version": version,
+    }
+
+
 def event_count(flask_app: Flask) -> int:
     """How many events the bank has stored in all."""
     bank: BankApplication = flask_app.extensions["bank"]
@@ -52,9 +64,8 @@ def test_account_open_answers_201_with_the_new_account(client: FlaskClient) -> N
     assert response.status_code == 201
     assert response.json == {
         "account_id": "123",
+        **balances(0, version=1),
         "account_owner_email": "a@example.com",
-        "balance_in_cents": 0,
-        "version": 1,
     }
 
 
@@ -72,11 +83,7 @@ def test_account_deposit_answers_the_new_balance_and_version(
     response = command(client, "account_deposit", account_id=123, amount_in_cents=525)
 
     assert response.status_code == 200
-    assert response.json == {
-        "account_id": "123",
-        "balance_in_cents": 1525,
-        "version": 3,
-    }
+    assert response.json == {"account_id": "123", **balances(1525, version=3)}
 
 
 def test_an_amount_may_be_sent_as_a_string_of_digits(
@@ -99,7 +106,7 @@ def test_account_withdraw_answers_the_new_balance(
     )
 
     assert response.status_code == 200
-    assert response.json == {"account_id": "123", "balance_in_cents": 700, "version": 3}
+    assert response.json == {"account_id": "123", **balances(700, version=3)}
 
 
 def test_account_transfer_answers_both_accounts(
@@ -117,16 +124,9 @@ def test_account_transfer_answers_both_accounts(
     body = response.json
     assert body is not None
     assert uuid.UUID(body["transfer_id"])
-    assert body["from_account"] == {
-        "account_id": "123",
-        "balance_in_cents": 600,
-        "version": 3,
-    }
-    assert body["to_account"] == {
-        "account_id": "456",
-        "balance_in_cents": 400,
-        "version": 2,
-    }
+    assert body["status"] == "posted"
+    assert body["from_account"] == {"account_id": "123", **balances(600, version=3)}
+    assert body["to_account"] == {"account_id": "456", **balances(400, version=2)}
 
 
 def test_account_set_overdraft_limit_answers_the_limit(
@@ -142,8 +142,7 @@ def test_account_set_overdraft_limit_answers_the_limit(
     assert response.status_code == 200
     assert response.json == {
         "account_id": "123",
-        "balance_in_cents": 1000,
-        "version": 3,
+        **balances(1000, version=3, available=6000),
         "overdraft_limit_in_cents": 5000,
     }
 
@@ -154,8 +153,7 @@ def test_account_close_answers_closed(client: FlaskClient, funded: str) -> None:
     assert response.status_code == 200
     assert response.json == {
         "account_id": "456",
-        "balance_in_cents": 0,
-        "version": 2,
+        **balances(0, version=2),
         "closed": True,
     }
 
@@ -558,8 +556,12 @@ def test_get_account_answers_its_current_state(
     assert response.json == {
         "account_id": "123",
         "account_owner_email": "a@example.com",
+        "currency": "USD",
         "balance_in_cents": 1000,
         "overdraft_limit_in_cents": 0,
+        "pending_debits_in_cents": 0,
+        "pending_credits_in_cents": 0,
+        "available_in_cents": 1000,
         "closed": False,
         "version": 2,
     }
@@ -602,8 +604,12 @@ def test_events_are_listed_in_order_with_their_data(
 
     assert events is not None
     assert [(e["type"], e["version"], e["data"]) for e in events] == [
-        ("Opened", 1, {"account_id": "123", "owner_email": "a@example.com"}),
-        ("Deposited", 2, {"amount_in_cents": 1000, "reference": ""}),
+        (
+            "Opened",
+            1,
+            {"account_id": "123", "owner_email": "a@example.com", "currency": "USD"},
+        ),
+        ("Deposited", 2, {"amount_in_cents": 1000, "reference": "", "metadata": {}}),
     ]
     assert all(event["timestamp"].endswith("Z") for event in events)
 

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsourcing.persistence import IntegrityError
-from scenario import Scenario, deposited, opened, transfer_received, transfer_sent
+from scenario import (
+    Scenario,
+    deposited,
+    opened,
+    transfer_created,
+    transfer_received,
+    transfer_sent,
+)
 
 from bank import (
     AccountAlreadyExistsError,
@@ -216,12 +223,15 @@ def test_when_retries_run_out_the_command_is_refused_and_stores_nothing(
         assert app.get_balance("A") == 2
 
 
-def test_a_transfer_is_stored_as_two_events_in_one_write(stored_bank: Scenario) -> None:
+def test_a_transfer_is_stored_as_its_transfer_and_both_halves_in_one_write(
+    stored_bank: Scenario,
+) -> None:
     stored_bank.given(opened("A"), deposited("A", 1000), opened("B"))
 
     transfer_id = stored_bank.app.transfer("A", "B", 400)
 
     assert stored_bank.new_events() == [
+        transfer_created(transfer_id, "A", "B", 400),
         transfer_sent("A", "B", 400, transfer_id),
         transfer_received("B", "A", 400, transfer_id),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import no_holds
 
 from bank import BankApplication, InsufficientFundsError, InvalidCommandError
 from bank.commands import MAX_BATCH_SIZE, Deposit, OpenAccount, Transfer, Withdraw
@@ -29,7 +30,8 @@ def test_a_payroll_batch_pays_everyone_in_one_write(app: BankApplication) -> Non
 
     results = app.execute_batch([Transfer("payer", p, 1_000) for p in payees])
 
-    assert writes == [100]  # one transaction: 50 debits and 50 credits
+    # One transaction: 50 transfers, each a Transfer, a debit and a credit.
+    assert writes == [150]
     assert [r.accounts[0].balance_in_cents for r in results][-1] == 50_000
     assert app.get_balance("payer") == 50_000
     assert {app.get_balance(p) for p in payees} == {1_000}
@@ -99,13 +101,11 @@ def test_a_batch_over_http_answers_each_commands_result_in_order(
     assert response.json == {
         "results": [
             {
-                "account_id": "1",
-                "balance_in_cents": 0,
-                "version": 1,
+                **no_holds("1", 0, version=1),
                 "account_owner_email": "a@example.com",
             },
-            {"account_id": "1", "balance_in_cents": 700, "version": 2},
-            {"account_id": "1", "balance_in_cents": 500, "version": 3},
+            no_holds("1", 700, version=2),
+            no_holds("1", 500, version=3),
         ]
     }
 

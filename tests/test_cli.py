@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -98,10 +99,17 @@ def test_show_prints_the_balance_in_cents_and_as_money(bank: Cli) -> None:
     assert fields(output) == {
         "Account id": "123",
         "Owner email": "alice@example.com",
+        "Currency": "USD",
         "Balance": "15.25",
         "Balance (cents)": "1525",
         "Overdraft limit": "5.00",
         "Overdraft limit (cents)": "500",
+        "Pending debits": "0.00",
+        "Pending debits (cents)": "0",
+        "Pending credits": "0.00",
+        "Pending credits (cents)": "0",
+        "Available": "20.25",
+        "Available (cents)": "2025",
         "Closed": "no",
         "Version": "3",
     }
@@ -146,9 +154,9 @@ def test_history_lists_every_event_in_order_with_its_own_fields(bank: Cli) -> No
         ("4", "Closed"),
     ]
     assert [row[3] for row in table] == [
-        "account_id=123 owner_email=alice@example.com",
-        "amount_in_cents=1000 reference=",
-        "amount_in_cents=1000",
+        "account_id=123 owner_email=alice@example.com currency=USD",
+        "amount_in_cents=1000 reference= metadata={}",
+        "amount_in_cents=1000 metadata={}",
         "",
     ]
     assert all("T" in row[1] and row[1].endswith("+00:00") for row in table)
@@ -274,3 +282,130 @@ def test_serve_has_its_own_db_option_that_wins(
     assert result.exit_code == 0, result.exception
     [(_, _, env)] = execs
     assert env["SQLALCHEMY_URL"] == "postgresql+psycopg://server/bank"
+
+
+# Currencies, metadata, holds, reversals.
+
+
+def test_open_takes_a_currency_and_show_uses_its_minor_unit(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "Y", "--currency", "JPY")
+    bank.ok("deposit", "Y", "1525")
+
+    shown = fields(bank.ok("show", "Y"))
+
+    assert (shown["Currency"], shown["Balance"]) == ("JPY", "1525")
+
+
+def test_open_refuses_an_unknown_currency_and_stores_nothing(bank: Cli) -> None:
+    result = bank("open", "alice@example.com", "--currency", "XYZ")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: validation_error: A currency is")
+    assert bank.max_notification_id() is None
+
+
+def test_meta_options_are_recorded_as_metadata(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "A")
+
+    bank.ok("deposit", "A", "100", "--meta", "invoice=42", "--meta", "note=a=b")
+
+    with bank.app() as app:
+        deposit = app.get_history("A")[-1]
+    assert isinstance(deposit, Account.Deposited)
+    assert deposit.metadata == {"invoice": "42", "note": "a=b"}
+
+
+def test_a_meta_option_that_is_not_key_value_is_a_usage_error(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "A")
+
+    result = bank("deposit", "A", "100", "--meta", "invoice")
+
+    assert result.exit_code == 2
+    assert "is not KEY=VALUE" in result.stderr
+    assert bank.max_notification_id() == 1
+
+
+def held(bank: Cli, *options: str) -> str:
+    """A holds 1,000, B nothing, and a pending transfer of 700 from A to B."""
+    bank.ok("open", "alice@example.com", "--id", "A")
+    bank.ok("open", "bob@example.com", "--id", "B")
+    bank.ok("deposit", "A", "1000")
+    return bank.ok("transfer", "A", "B", "700", "--pending", *options).strip()
+
+
+def test_a_pending_transfer_holds_the_money_until_posted(bank: Cli) -> None:
+    transfer_id = held(bank)
+
+    before = fields(bank.ok("show", "A"))
+    posted = bank.ok("post", transfer_id, "500")
+    after = fields(bank.ok("show", "A"))
+
+    assert (before["Balance (cents)"], before["Available (cents)"]) == ("1000", "300")
+    assert posted == f"Transfer {transfer_id} is posted: 500 cents moved.\n"
+    assert (after["Balance (cents)"], after["Available (cents)"]) == ("500", "500")
+    assert fields(bank.ok("show", "B"))["Balance (cents)"] == "500"
+
+
+def test_void_releases_the_hold(bank: Cli) -> None:
+    transfer_id = held(bank)
+
+    voided = bank.ok("void", transfer_id)
+
+    assert voided == f"Transfer {transfer_id} is voided: nothing moved.\n"
+    assert fields(bank.ok("show", "A"))["Available (cents)"] == "1000"
+
+
+def test_posting_twice_is_refused_with_transfer_not_pending(bank: Cli) -> None:
+    transfer_id = held(bank)
+    bank.ok("post", transfer_id)
+    stored_before = bank.max_notification_id()
+
+    result = bank("post", transfer_id)
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: transfer_not_pending: Transfer {transfer_id} is posted, not pending.\n"
+    )
+    assert bank.max_notification_id() == stored_before
+
+
+def test_transfer_show_prints_the_transfer(bank: Cli) -> None:
+    transfer_id = held(bank, "--timeout", "60", "--meta", "order=7")
+
+    shown = fields(bank.ok("transfer-show", transfer_id))
+
+    assert shown["Transfer id"] == transfer_id
+    assert (shown["From account"], shown["To account"]) == ("A", "B")
+    assert (shown["Status"], shown["Amount (cents)"]) == ("pending", "700")
+    assert shown["Expires at"].endswith("+00:00")
+    assert shown["Metadata"] == "order=7"
+
+
+def test_reverse_moves_money_back_and_prints_the_new_transfer_id(bank: Cli) -> None:
+    bank.ok("open", "alice@example.com", "--id", "A")
+    bank.ok("open", "bob@example.com", "--id", "B")
+    bank.ok("deposit", "A", "1000")
+    transfer_id = bank.ok("transfer", "A", "B", "600").strip()
+
+    reversal_id = bank.ok("reverse", transfer_id, "200").strip()
+
+    reversal = fields(bank.ok("transfer-show", reversal_id))
+    original = fields(bank.ok("transfer-show", transfer_id))
+    assert reversal["Reverses"] == transfer_id
+    assert (reversal["From account"], reversal["To account"]) == ("B", "A")
+    assert original["Reversed (cents)"] == "200"
+
+
+def test_holds_expire_records_every_lapsed_hold(bank: Cli) -> None:
+    transfer_id = held(bank, "--timeout", "1")
+    time.sleep(1.1)
+
+    output = bank.ok("holds", "expire")
+    again = bank.ok("holds", "expire")
+
+    assert output == "Expired 1 lapsed hold.\n"
+    assert again == "Expired 0 lapsed holds.\n"
+    with bank.app() as app:
+        history = app.get_history("A")
+        assert isinstance(history[-1], Account.HoldExpired)
+        assert app.get_transfer(transfer_id).status == "expired"

@@ -139,27 +139,36 @@ def test_accounts_lists_every_account_of_the_owner(bank: Cli) -> None:
     assert rows(bank.ok("accounts", "--owner", "nobody@example.com")) == []
 
 
-def test_replay_prints_every_account_event_in_log_order(
+def test_replay_prints_every_ledger_event_in_log_order(
     bank: Cli, two_accounts: str
 ) -> None:
     output = bank.ok("replay")
 
     lines = replayed(output)
     assert [line[2:] for line in lines] == [
-        ["A", "Opened", "account_id=A owner_email=alice@example.com"],
-        ["B", "Opened", "account_id=B owner_email=bob@example.com"],
-        ["A", "Deposited", "amount_in_cents=1000 reference=salary"],
+        ["A", "Opened", "account_id=A owner_email=alice@example.com currency=USD"],
+        ["B", "Opened", "account_id=B owner_email=bob@example.com currency=USD"],
+        ["A", "Deposited", "amount_in_cents=1000 reference=salary metadata={}"],
+        [
+            two_accounts,  # a transfer's own events have no account: its id
+            "Transfer.Created",
+            f"transfer_id={two_accounts} from_account_id=A to_account_id=B "
+            "currency=USD amount_in_cents=250 is_pending=False expires_at=None "
+            "reverses_transfer_id=None metadata={}",
+        ],
         [
             "A",
             "TransferSent",
-            f"transfer_id={two_accounts} to_account_id=B amount_in_cents=250",
+            f"transfer_id={two_accounts} to_account_id=B amount_in_cents=250 "
+            "metadata={}",
         ],
         [
             "B",
             "TransferReceived",
-            f"transfer_id={two_accounts} from_account_id=A amount_in_cents=250",
+            f"transfer_id={two_accounts} from_account_id=A amount_in_cents=250 "
+            "metadata={}",
         ],
-        ["B", "Withdrawn", "amount_in_cents=50"],
+        ["B", "Withdrawn", "amount_in_cents=50 metadata={}"],
     ]
     assert [int(line[0]) for line in lines] == sorted(int(line[0]) for line in lines)
     assert all(line[1].endswith("+00:00") for line in lines)
@@ -198,7 +207,64 @@ def test_replay_stops_at_the_limit_and_keeps_to_the_time_window(
     windowed = bank.ok("replay", "--since", since, "--limit", "2")
 
     assert [line[3] for line in replayed(limited)] == ["Opened", "Opened"]
-    assert [line[3] for line in replayed(windowed)] == ["Deposited", "TransferSent"]
+    assert [line[3] for line in replayed(windowed)] == [
+        "Deposited",
+        "Transfer.Created",
+    ]
+
+
+def test_replay_shows_holds_and_each_transfers_own_events(bank: Cli) -> None:
+    with bank.app() as app:
+        app.open_account("alice@example.com", "A")
+        app.open_account("bob@example.com", "B")
+        app.deposit("A", 1000)
+        held = app.transfer("A", "B", 700, pending=True, metadata={"order": "7"})
+        app.post_transfer(held, 500)
+        voided = app.transfer("A", "B", 100, pending=True)
+        app.void_transfer(voided)
+        reversal = app.reverse_transfer(held, 200)
+
+    lines = replayed(bank.ok("replay"))
+    transfers = replayed(bank.ok("replay", "--type", "Transfer.Reversed"))
+    holds = replayed(bank.ok("replay", "--type", "HoldPlaced", "--type", "HoldPosted"))
+
+    assert [line[2:4] for line in lines[3:]] == [
+        [held, "Transfer.Created"],
+        ["A", "HoldPlaced"],
+        ["B", "HoldPlaced"],
+        [held, "Transfer.Posted"],
+        ["A", "HoldPosted"],
+        ["B", "HoldPosted"],
+        [voided, "Transfer.Created"],
+        ["A", "HoldPlaced"],
+        ["B", "HoldPlaced"],
+        [voided, "Transfer.Voided"],
+        ["A", "HoldVoided"],
+        ["B", "HoldVoided"],
+        [held, "Transfer.Reversed"],
+        [reversal, "Transfer.Created"],
+        ["B", "TransferSent"],
+        ["A", "TransferReceived"],
+    ]
+    assert lines[4][4] == (
+        f"transfer_id={held} counterparty_account_id=B amount_in_cents=700 "
+        "is_debit=True expires_at=None metadata={'order': '7'}"
+    )
+    assert [line[2:] for line in transfers] == [
+        [
+            held,
+            "Transfer.Reversed",
+            f"amount_in_cents=200 reversal_transfer_id={reversal}",
+        ]
+    ]
+    assert [line[2:4] for line in holds] == [
+        ["A", "HoldPlaced"],
+        ["B", "HoldPlaced"],
+        ["A", "HoldPosted"],
+        ["B", "HoldPosted"],
+        ["A", "HoldPlaced"],
+        ["B", "HoldPlaced"],
+    ]
 
 
 def test_replay_refuses_an_unknown_event_type(bank: Cli, two_accounts: str) -> None:
@@ -222,7 +288,7 @@ def test_projections_rebuild_reports_the_events_applied(
 
     output = bank.ok("projections", "rebuild")
 
-    assert output.startswith("Rebuilt the read models: 6 events applied in ")
+    assert output.startswith("Rebuilt the read models: 7 events applied in ")
     assert "events/s" in output
     assert "Resuming" not in output
     assert bank.ok("statement", "A") == before
@@ -240,7 +306,7 @@ def test_projections_rebuild_resumes_an_interrupted_rebuild(
     assert output.splitlines()[0] == (
         "Resuming the interrupted rebuild after notification 0."
     )
-    assert "6 events applied" in output
+    assert "7 events applied" in output
     assert bank.ok("statement", "A") == before
     with bank.app() as app:
         assert not Ledger(app).projection.is_rebuilding()
@@ -270,7 +336,7 @@ def test_an_interrupted_rebuild_says_how_to_resume_and_then_resumes(
     )
     resuming, summary = resumed.splitlines()
     assert resuming == "Resuming the interrupted rebuild after notification 2."
-    assert summary.startswith("Rebuilt the read models: 4 events applied in ")
+    assert summary.startswith("Rebuilt the read models: 5 events applied in ")
     assert bank.ok("statement", "A") == before
 
 
@@ -285,6 +351,7 @@ def test_audit_of_a_clean_bank_exits_0(bank: Cli, two_accounts: str) -> None:
         "streams": "ok",
         "overdraft": "ok",
         "transfers": "ok",
+        "holds": "ok",
         "money": "ok",
         "read models": "ok",
         "snapshots": "ok",

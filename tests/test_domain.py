@@ -14,6 +14,7 @@ from scenario import (
     deposited,
     opened,
     overdraft_limit_set,
+    transfer_created,
     transfer_received,
     transfer_sent,
     withdrawn,
@@ -25,6 +26,8 @@ from bank import (
     AccountClosedError,
     AccountNotEmptyError,
     AccountNotFoundError,
+    BankApplication,
+    ConfigurationError,
     InsufficientFundsError,
     InvalidCommandError,
 )
@@ -36,6 +39,7 @@ from bank.commands import (
     Transfer,
     Withdraw,
 )
+from bank.domain import CurrencyMismatchError
 
 BAD_AMOUNTS = [0, -1, 10**15 + 1, 1.5, 100.0, True, "100", None]
 
@@ -314,15 +318,18 @@ def test_a_transfer_records_both_halves_with_one_transfer_id(bank: Scenario) -> 
 
     result = bank.when(Transfer("A", "B", 300))
 
+    transfer_id = result.transfer_id
+    assert transfer_id is not None
     assert bank.new_events() == [
+        transfer_created(transfer_id, "A", "B", 300),
         transfer_sent("A", to_account_id="B", amount_in_cents=300, transfer_id=ANY),
         transfer_received(
             "B", from_account_id="A", amount_in_cents=300, transfer_id=ANY
         ),
     ]
-    sent, received = bank.new_events()
+    _, sent, received = bank.new_events()
     assert sent.fields["transfer_id"] == received.fields["transfer_id"]
-    assert sent.fields["transfer_id"] == result.transfer_id
+    assert sent.fields["transfer_id"] == transfer_id
     assert [state.balance_in_cents for state in result.accounts] == [700, 300]
 
 
@@ -482,3 +489,146 @@ def test_reading_an_unknown_account_is_refused(bank: Scenario) -> None:
         bank.app.get_account("nobody")
     with pytest.raises(AccountNotFoundError):
         bank.app.get_history("nobody")
+
+
+# Currencies.
+
+
+def test_an_account_opens_in_the_currency_asked_for(bank: Scenario) -> None:
+    result = bank.when(OpenAccount("a@example.com", "A", currency="JPY"))
+
+    assert bank.new_events() == [opened("A", "a@example.com", currency="JPY")]
+    assert result.account.currency == "JPY"
+
+
+def test_an_account_opens_in_the_default_currency_unless_told(bank: Scenario) -> None:
+    result = bank.when(OpenAccount("a@example.com", "A"))
+
+    assert bank.new_events() == [opened("A", "a@example.com", currency="USD")]
+    assert result.account.currency == "USD"
+
+
+def test_the_default_currency_is_a_setting(memory_env: dict[str, str]) -> None:
+    with BankApplication(env={**memory_env, "BANK_DEFAULT_CURRENCY": "EUR"}) as app:
+        app.open_account("a@example.com", "A")
+
+        assert app.get_account("A").currency == "EUR"
+
+
+def test_a_default_currency_that_is_no_iso_4217_code_stops_the_bank(
+    memory_env: dict[str, str],
+) -> None:
+    with pytest.raises(ConfigurationError, match="BANK_DEFAULT_CURRENCY"):
+        BankApplication(env={**memory_env, "BANK_DEFAULT_CURRENCY": "XYZ"})
+
+
+@pytest.mark.parametrize("currency", ["XYZ", "usd", "US", "", "USDX", 840, None])
+def test_a_currency_that_is_no_iso_4217_code_is_refused_and_stores_nothing(
+    bank: Scenario, currency: Any
+) -> None:
+    with pytest.raises(InvalidCommandError) as refused:
+        bank.when(OpenAccount("a@example.com", "A", currency=currency or "?"))
+
+    assert refused.value.details["field"] == "currency"
+    assert bank.new_events() == []
+
+
+def test_a_transfer_between_currencies_is_refused_with_currency_mismatch(
+    bank: Scenario,
+) -> None:
+    bank.given(
+        opened("A", currency="EUR"), deposited("A", 1000), opened("B", currency="USD")
+    )
+
+    with pytest.raises(CurrencyMismatchError) as refused:
+        bank.when(Transfer("A", "B", 100))
+    with pytest.raises(CurrencyMismatchError):
+        bank.when(Transfer("A", "B", 100, pending=True))
+
+    assert refused.value.code == "currency_mismatch"
+    assert refused.value.details == {
+        "from_account_id": "A",
+        "from_currency": "EUR",
+        "to_account_id": "B",
+        "to_currency": "USD",
+    }
+    assert bank.new_events() == []
+
+
+def test_a_transfer_within_one_currency_carries_it(bank: Scenario) -> None:
+    bank.given(
+        opened("A", currency="EUR"), deposited("A", 1000), opened("B", currency="EUR")
+    )
+
+    result = bank.when(Transfer("A", "B", 100))
+
+    assert result.transfer is not None
+    assert result.transfer.currency == "EUR"
+    assert [account.currency for account in result.accounts] == ["EUR", "EUR"]
+
+
+# Metadata.
+
+METADATA = {"invoice": "INV-42", "order.id": "7", "a_b-c": ""}
+
+
+def test_deposits_withdrawals_and_transfers_record_their_metadata(
+    bank: Scenario,
+) -> None:
+    bank.given(opened("A"), opened("B"))
+
+    bank.when(Deposit("A", 1000, metadata=METADATA))
+    bank.when(Withdraw("A", 100, metadata={"atm": "12"}))
+    result = bank.when(Transfer("A", "B", 300, metadata={"why": "rent"}))
+
+    transfer_id = result.transfer_id
+    assert transfer_id is not None
+    assert bank.new_events() == [
+        deposited("A", 1000, metadata=METADATA),
+        withdrawn("A", 100, metadata={"atm": "12"}),
+        transfer_created(transfer_id, "A", "B", 300, metadata={"why": "rent"}),
+        transfer_sent("A", "B", 300, transfer_id, metadata={"why": "rent"}),
+        transfer_received("B", "A", 300, transfer_id, metadata={"why": "rent"}),
+    ]
+
+
+def test_metadata_at_its_bounds_is_accepted(bank: Scenario) -> None:
+    bank.given(opened("A"))
+    largest = {f"k{n:02d}" + "x" * 37: "v" * 500 for n in range(16)}
+
+    bank.when(Deposit("A", 1, metadata=largest))
+
+    assert bank.new_events() == [deposited("A", 1, metadata=largest)]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{n}": "v" for n in range(17)},
+        {"k" * 41: "v"},
+        {"": "v"},
+        {"white space": "v"},
+        {"k": "v" * 501},
+        {"k": 1},
+        {"k": None},
+        {"k": {"nested": "v"}},
+        ["k", "v"],
+        "k=v",
+    ],
+)
+def test_metadata_beyond_its_bounds_is_refused_and_stores_nothing(
+    bank: Scenario, metadata: Any
+) -> None:
+    bank.given(opened("A"), deposited("A", 1000), opened("B"))
+
+    for command in (
+        Deposit("A", 1, metadata=metadata),
+        Withdraw("A", 1, metadata=metadata),
+        Transfer("A", "B", 1, metadata=metadata),
+        Transfer("A", "B", 1, pending=True, metadata=metadata),
+    ):
+        with pytest.raises(InvalidCommandError) as refused:
+            bank.when(command)
+        assert refused.value.details["field"] == "metadata"
+
+    assert bank.new_events() == []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import iso4217
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -61,6 +62,11 @@ BODY_LIMIT = 1024 * 1024
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 CENTS_DIGITS = re.compile(r"[0-9]{1,16}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+CURRENCIES = frozenset(currency.value for currency in iso4217.Currency)
+METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
+MAX_METADATA_KEYS = 16
+MAX_METADATA_VALUE = 500
+MAX_HOLD_SECONDS = 30 * 24 * 60 * 60
 
 
 def _fields(name: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -83,6 +89,9 @@ MODELLED_COMMANDS = frozenset(
         "account_transfer",
         "account_set_overdraft_limit",
         "account_close",
+        "transfer_post",
+        "transfer_void",
+        "transfer_reverse",
     }
 )
 ALL_FIELDS = sorted(
@@ -97,6 +106,14 @@ class Account:
     balance: int
     limit: int = 0
     closed: bool = False
+    currency: str = "USD"
+    held: int = 0  # what its pending debits reserve
+    holds: int = 0  # how many pending transfers it is a side of
+
+    @property
+    def available(self) -> int:
+        """What may be debited."""
+        return self.balance + self.limit - self.held
 
 
 @dataclass
@@ -147,37 +164,47 @@ class Bank:
         return bool(getattr(self, name)(**data))
 
     def account_open(
-        self, account_owner_email: Any, account_id: Any = None, **_: Any
+        self,
+        account_owner_email: Any,
+        account_id: Any = None,
+        currency: Any = None,
+        **_: Any,
     ) -> bool:
-        """Open an account: a valid email and a free (or no) id."""
+        """Open an account: a valid email, a free (or no) id, an ISO 4217 code."""
         if not _email(account_owner_email):
+            return False
+        if currency is not None and not (
+            isinstance(currency, str) and currency in CURRENCIES
+        ):
             return False
         if account_id is None:
             return True
         new_id = _account_id(account_id)
         if new_id is None or new_id in self.accounts:
             return False
-        self.accounts[new_id] = Account(0)
+        self.accounts[new_id] = Account(0, currency=currency or "USD")
         return True
 
-    def account_deposit(self, account_id: Any, amount_in_cents: Any, **_: Any) -> bool:
+    def account_deposit(
+        self, account_id: Any, amount_in_cents: Any, metadata: Any = None, **_: Any
+    ) -> bool:
         """Pay in to an open account."""
         account = self._open_account(account_id)
         amount = _cents(amount_in_cents, minimum=1)
-        if account is None or amount is None:
+        if account is None or amount is None or not _metadata(metadata):
             return False
         account.balance += amount
         return True
 
-    def account_withdraw(self, account_id: Any, amount_in_cents: Any, **_: Any) -> bool:
-        """Pay out of an open account, down to its limit."""
+    def account_withdraw(
+        self, account_id: Any, amount_in_cents: Any, metadata: Any = None, **_: Any
+    ) -> bool:
+        """Pay out of an open account, at most what it has available."""
         account = self._open_account(account_id)
         amount = _cents(amount_in_cents, minimum=1)
-        if (
-            account is None
-            or amount is None
-            or amount > account.balance + account.limit
-        ):
+        if account is None or amount is None or not _metadata(metadata):
+            return False
+        if amount > account.available:
             return False
         account.balance -= amount
         return True
@@ -187,19 +214,41 @@ class Bank:
         from_account_id: Any,
         to_account_id: Any,
         amount_in_cents: Any,
+        pending: Any = False,
+        timeout_seconds: Any = None,
+        metadata: Any = None,
         **_: Any,
     ) -> bool:
-        """Move money between two different open accounts."""
+        """Move money between two open accounts of one currency, or hold it."""
         source = self._open_account(from_account_id)
         target = self._open_account(to_account_id)
         amount = _cents(amount_in_cents, minimum=1)
         if source is None or target is None or amount is None or source is target:
             return False
-        if amount > source.balance + source.limit:
+        if not (_hold_terms(pending, timeout_seconds) and _metadata(metadata)):
             return False
-        source.balance -= amount
-        target.balance += amount
+        if source.currency != target.currency or amount > source.available:
+            return False
+        if pending:
+            source.held += amount
+            source.holds += 1
+            target.holds += 1
+        else:
+            source.balance -= amount
+            target.balance += amount
         return True
+
+    def transfer_post(self, **_: Any) -> bool:
+        """Post a hold: no client knows a transfer id, none made in a batch either."""
+        return False
+
+    def transfer_void(self, **_: Any) -> bool:
+        """Void a hold: refused, as no transfer id is known (see transfer_post)."""
+        return False
+
+    def transfer_reverse(self, **_: Any) -> bool:
+        """Reverse a transfer: refused, as no transfer id is known."""
+        return False
 
     def account_set_overdraft_limit(
         self, account_id: Any, overdraft_limit_in_cents: Any, **_: Any
@@ -215,7 +264,7 @@ class Bank:
     def account_close(self, account_id: Any, **_: Any) -> bool:
         """Close an open, empty account."""
         account = self._open_account(account_id)
-        if account is None or account.balance != 0:
+        if account is None or account.balance != 0 or account.holds:
             return False
         account.closed = True
         return True
@@ -246,6 +295,37 @@ def _cents(value: Any, minimum: int) -> int | None:
     return value
 
 
+def _metadata(value: Any) -> bool:
+    """Whether a JSON value is acceptable metadata (or none)."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, dict)
+        and len(value) <= MAX_METADATA_KEYS
+        and all(
+            isinstance(key, str)
+            and METADATA_KEY.fullmatch(key) is not None
+            and isinstance(text, str)
+            and len(text) <= MAX_METADATA_VALUE
+            and _is_unicode(text)
+            for key, text in value.items()
+        )
+    )
+
+
+def _hold_terms(pending: Any, timeout_seconds: Any) -> bool:
+    """Whether `pending` is a boolean and a timeout, if any, fits a pending one."""
+    if not isinstance(pending, bool):
+        return False
+    if timeout_seconds is None:
+        return True
+    return (
+        pending
+        and type(timeout_seconds) is int
+        and 1 <= timeout_seconds <= MAX_HOLD_SECONDS
+    )
+
+
 def _is_unicode(text: str) -> bool:
     """Whether a string is valid Unicode (JSON may smuggle in lone surrogates)."""
     try:
@@ -268,21 +348,33 @@ def _email(value: Any) -> bool:
     )
 
 
+# 123 holds 200 for 456 (a pending transfer: see SEEDED_HOLD); 321 is in euros.
 SEEDED = {
-    "123": Account(1_000),
-    "456": Account(500, limit=250),
+    "123": Account(1_000, held=200, holds=1),
+    "456": Account(500, limit=250, holds=1),
     "789": Account(0, closed=True),
+    "321": Account(300, currency="EUR"),
+}
+SEEDED_HOLD = {
+    "from_account_id": "123",
+    "to_account_id": "456",
+    "amount_in_cents": 200,
+    "pending": True,
 }
 
 
 def seed(client: FlaskClient) -> None:
-    """Open and fund the seeded accounts (789 is closed)."""
+    """Open and fund the seeded accounts (789 is closed), and place the hold."""
     commands: list[tuple[str, dict[str, Any]]] = []
     for account_id, account in SEEDED.items():
         commands.append(
             (
                 "account_open",
-                {"account_owner_email": "f@example.com", "account_id": account_id},
+                {
+                    "account_owner_email": "f@example.com",
+                    "account_id": account_id,
+                    "currency": account.currency,
+                },
             )
         )
         if account.limit:
@@ -304,6 +396,7 @@ def seed(client: FlaskClient) -> None:
             )
         if account.closed:
             commands.append(("account_close", {"account_id": account_id}))
+    commands.append(("account_transfer", SEEDED_HOLD))
     for name, data in commands:
         response = client.post("/api", json={"command": name, "data": data})
         assert response.status_code in {200, 201}, response.json
@@ -417,7 +510,7 @@ UNKNOWN_COMMANDS = [
     "",
 ]
 KNOWN_COMMANDS = sorted(COMMAND_FIELDS)
-IDS = ["123", "456", "789", 123, 456, 789]
+IDS = ["123", "456", "789", "321", 123, 456, 789, 321]
 ID_CHARACTERS = string.ascii_letters + string.digits + "_.:-"
 KEY_CHARACTERS = "".join(map(chr, range(0x21, 0x7F)))
 
@@ -471,6 +564,37 @@ emails = st.one_of(
     st.sampled_from(NASTY_STRINGS),
     json_values,
 )
+currencies = st.one_of(
+    st.sampled_from(["USD", "EUR", "usd", "XYZ", "US", "USDD", "", "\u0055SD "]),
+    st.sampled_from(sorted(CURRENCIES)),
+    json_values,
+)
+metadata_keys = st.one_of(
+    st.text(string.ascii_letters + "_.-", min_size=1, max_size=41), any_text
+)
+metadata = st.one_of(
+    st.dictionaries(metadata_keys, any_text | json_values, max_size=4),
+    st.dictionaries(
+        st.text(string.ascii_letters, min_size=1, max_size=8),
+        st.just("v"),
+        min_size=MAX_METADATA_KEYS,
+        max_size=MAX_METADATA_KEYS + 2,
+    ),
+    st.builds(lambda n: {"k": "v" * n}, st.integers(499, 502)),
+    json_values,
+)
+timeouts = st.one_of(
+    st.integers(min_value=-2, max_value=3),
+    st.integers(min_value=MAX_HOLD_SECONDS - 1, max_value=MAX_HOLD_SECONDS + 2),
+    st.sampled_from(NASTY_NUMBERS),
+    json_values,
+)
+transfer_ids = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda value: str(value).upper()),
+    st.sampled_from(NASTY_STRINGS),
+    json_values,
+)
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "account_id": account_ids,
     "from_account_id": account_ids,
@@ -478,6 +602,11 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "amount_in_cents": cents,
     "overdraft_limit_in_cents": cents,
     "account_owner_email": emails,
+    "currency": currencies,
+    "metadata": metadata,
+    "pending": st.booleans() | json_values,
+    "timeout_seconds": timeouts,
+    "transfer_id": transfer_ids,
 }
 command_names = st.integers(0, 9).flatmap(
     lambda choice: (
@@ -943,6 +1072,7 @@ def _segment(value: object) -> str:
 query_values = st.one_of(
     st.integers(min_value=-(10**20), max_value=10**20),
     st.sampled_from(NASTY_STRINGS),
+    st.sampled_from(["pending", "posted", "voided", "expired", "Pending"]),
     st.sampled_from(["1", "0", "1000", "1001", "999999999999999999", "9" * 19, "1.5"]),
     any_text,
 )
@@ -950,13 +1080,20 @@ query_values = st.one_of(
 
 @st.composite
 def read_paths(draw: st.DrawFn) -> str:
-    """GET /api/accounts/<junk>[/events] with junk paging or version parameters."""
+    """GET an account, its events or transfers, or a transfer, all with junk."""
     account = draw(st.sampled_from(IDS) | account_ids | st.sampled_from(NASTY_STRINGS))
     path = f"/api/accounts/{_segment(account)}"
     names = ["version"]
-    if draw(st.booleans()):
+    route = draw(st.integers(0, 3))
+    if route == 1:
         path += "/events"
         names = ["after_version", "limit"]
+    elif route == 2:
+        path += "/transfers"
+        names = ["status", "limit", "cursor"]
+    elif route == 3:
+        path = f"/api/transfers/{_segment(draw(transfer_ids))}"
+        names = []
     names += draw(st.lists(st.sampled_from([*names, "version", "x", ""]), max_size=2))
     query = [
         f"{name}={_segment(draw(query_values))}"

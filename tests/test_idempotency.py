@@ -279,9 +279,61 @@ def test_a_hundred_concurrent_requests_with_one_key_apply_it_exactly_once(
 
     events = server.events("A")
     assert len(replies) == 100
+    withdrawn = {
+        "account_id": "A",
+        "currency": "USD",
+        "balance_in_cents": 0,
+        "pending_debits_in_cents": 0,
+        "pending_credits_in_cents": 0,
+        "available_in_cents": 0,
+        "version": 3,
+    }
     assert {(reply.status, str(reply.body)) for reply in replies} == {
-        (200, str({"account_id": "A", "balance_in_cents": 0, "version": 3}))
+        (200, str(withdrawn))
     }
     replayed = [r for r in replies if r.headers.get("idempotent-replayed") == "true"]
     assert len(replayed) == 99
     assert [event["type"] for event in events] == ["Opened", "Deposited", "Withdrawn"]
+
+
+def test_a_retried_post_of_a_hold_moves_its_money_once_and_answers_the_same(
+    app: BankApplication,
+) -> None:
+    app.open_account("a@example.com", "A")
+    app.open_account("b@example.com", "B")
+    app.deposit("A", 1000)
+    transfer_id = app.transfer("A", "B", 700, pending=True)
+
+    first = app.post_transfer(transfer_id, 500, idempotency_key="post-1")
+    again = app.post_transfer(transfer_id, 500, idempotency_key="post-1")
+
+    assert again == first
+    assert (first.status, first.posted_amount_in_cents) == ("posted", 500)
+    assert (app.get_balance("A"), app.get_balance("B")) == (500, 500)
+
+
+def test_a_retried_reversal_makes_one_reversal(app: BankApplication) -> None:
+    app.open_account("a@example.com", "A")
+    app.open_account("b@example.com", "B")
+    app.deposit("A", 1000)
+    transfer_id = app.transfer("A", "B", 600)
+
+    first = app.reverse_transfer(transfer_id, 100, idempotency_key="refund-1")
+    again = app.reverse_transfer(transfer_id, 100, idempotency_key="refund-1")
+
+    assert again == first
+    assert app.get_transfer(transfer_id).reversed_amount_in_cents == 100
+    assert (app.get_balance("A"), app.get_balance("B")) == (500, 500)
+
+
+def test_a_key_first_used_for_a_deposit_is_refused_for_a_withdrawal_of_the_same_amount(
+    app: BankApplication,
+) -> None:
+    app.open_account("a@example.com", "A")
+    app.deposit("A", 100, idempotency_key="k")
+    before = app.event_log.head()
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        app.withdraw("A", 100, idempotency_key="k")
+
+    assert app.event_log.head() == before

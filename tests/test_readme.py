@@ -27,6 +27,12 @@ Placeholders: `…` (U+2026) in a JSON string stands for any text of at least
 one character, so "…" is any string (never a number or null); in a line of
 command output, `…` is any text; a line that is only `…` is any number of lines.
 
+Names: `<name>` (lower-case letters, digits, `_`) in an answer matches an id, 1+
+letters, digits or `-_.:`, and names it: the first answer that shows it gives
+its value, and from then on every `<name>` in a command or an answer is that
+value (a command may use only a name an earlier answer gave). So a transfer id
+the bank made can be posted, read and reversed by later examples.
+
 Not run, by rule and never silently: a block whose nearest non-blank line
 before it is `<!-- not run: <why> -->`, and the commands in NOT_RUN. Any other
 ```sh block without a `$` command fails the test, as does a `$` command that is
@@ -44,7 +50,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -54,13 +60,16 @@ from live_server import BANK_SCRIPT, REPO_ROOT, running_server
 from web.testing import HOST
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
     from conftest import BankEnv
 
 README = REPO_ROOT / "README.md"
 PLACEHOLDER = "…"
+NAME = re.compile(r"<([a-z][a-z0-9_]*)>")
+NAMED_TEXT = r"[A-Za-z0-9_.:-]+"  # what a name stands for: an id
+TOKEN = re.compile(f"{PLACEHOLDER}|{NAME.pattern}")
 NOT_RUN_MARKER = re.compile(r"<!-- not run: .+ -->")
 # Commands that cannot run against the test's server, by their first words.
 NOT_RUN = {
@@ -106,6 +115,18 @@ class Example:
     def describe(self) -> str:
         """Where and what, for a failure message."""
         return f"README.md line {self.line}: $ {self.source}"
+
+    def bound(self, names: Mapping[str, str]) -> Example | None:
+        """With the `<name>`s earlier answers gave replaced; None if one is missing."""
+        source = bind(self.source, names)
+        if NAME.search(source):
+            return None
+        words = split_command(source) or []
+        return replace(
+            self,
+            argv=words[:-3] if self.echo_status else words,
+            answer=[bind(line, names) for line in self.answer],
+        )
 
 
 @dataclass(frozen=True)
@@ -212,6 +233,15 @@ def read_examples(text: str) -> tuple[list[Example], list[str]]:
                 "not meant to run"
             )
         examples += read_block(block, not_run)
+    given: set[str] = set()
+    for example in examples:
+        missing = sorted(set(NAME.findall(example.source)) - given)
+        if missing:
+            raise ReadmeFormatError(
+                f"{example.describe()}\nuses <{missing[0]}>, which no earlier "
+                "answer names"
+            )
+        given |= set(NAME.findall("\n".join(example.answer)))
     return examples, not_run
 
 
@@ -242,7 +272,8 @@ def read_block(block: Block, not_run: list[str]) -> list[Example]:
         answer = lines[answer_start:index]
         while answer and not answer[-1].strip():
             answer.pop()
-        words = split_command(source) or []
+        # Names are bound when the example runs; for now, a word each.
+        words = split_command(NAME.sub(r"\1", source)) or []
         echo_status = words[-3:] == [";", "echo", "$?"]
         if echo_status:
             words = words[:-3]
@@ -377,27 +408,64 @@ def expected_http(example: Example) -> ExpectedHttp:
     return ExpectedHttp(status, status_line, headers, body)
 
 
+def bind(text: str, names: Mapping[str, str]) -> str:
+    """The text with each `<name>` that has a value replaced by it."""
+    return NAME.sub(lambda found: names.get(found.group(1), found.group(0)), text)
+
+
+def text_captures(expected: str, actual: str) -> dict[str, str] | None:
+    """The values of expected's `<name>`s if actual matches it (`…`: any text)."""
+    pattern: list[str] = []
+    seen: set[str] = set()
+    end = 0
+    for token in TOKEN.finditer(expected):
+        pattern.append(re.escape(expected[end : token.start()]))
+        name = token.group(1)
+        if name is None:
+            pattern.append(".+?")
+        elif name in seen:
+            pattern.append(f"(?P={name})")
+        else:
+            seen.add(name)
+            pattern.append(f"(?P<{name}>{NAMED_TEXT})")
+        end = token.end()
+    pattern.append(re.escape(expected[end:]))
+    match = re.fullmatch("".join(pattern), actual, re.DOTALL)
+    return None if match is None else match.groupdict()
+
+
 def text_matches(expected: str, actual: str) -> bool:
     """Whether actual is expected with some text (1+ characters) for each `…`."""
-    pattern = ".+?".join(re.escape(part) for part in expected.split(PLACEHOLDER))
-    return re.fullmatch(pattern, actual, re.DOTALL) is not None
+    return text_captures(expected, actual) is not None
 
 
-def json_matches(expected: Any, actual: Any) -> bool:
-    """Equal JSON values, where a string with `…` matches any string of its shape."""
+def json_matches(
+    expected: Any, actual: Any, names: dict[str, str] | None = None
+) -> bool:
+    """Equal JSON values, where a string with `…` matches any string of its shape.
+
+    The values of the `<name>`s found go into `names` (one name, one value).
+    """
+    found = {} if names is None else names
     if isinstance(expected, str):
-        return isinstance(actual, str) and text_matches(expected, actual)
+        if not isinstance(actual, str):
+            return False
+        captured = text_captures(bind(expected, found), actual)
+        found.update(captured or {})
+        return captured is not None
     if isinstance(expected, dict):
         return (
             isinstance(actual, dict)
             and expected.keys() == actual.keys()
-            and all(json_matches(expected[key], actual[key]) for key in expected)
+            and all(json_matches(expected[key], actual[key], found) for key in expected)
         )
     if isinstance(expected, list):
         return (
             isinstance(actual, list)
             and len(expected) == len(actual)
-            and all(json_matches(e, a) for e, a in zip(expected, actual, strict=True))
+            and all(
+                json_matches(e, a, found) for e, a in zip(expected, actual, strict=True)
+            )
         )
     return type(expected) is type(actual) and expected == actual
 
@@ -411,19 +479,34 @@ def normalised(lines: list[str]) -> list[str]:
     ]
 
 
-def lines_match(expected: list[str], actual: list[str]) -> bool:
-    """Line by line, with `…` lines standing for any number of lines."""
+def lines_match(
+    expected: list[str], actual: list[str], names: dict[str, str] | None = None
+) -> bool:
+    """Line by line, with `…` lines standing for any number of lines.
+
+    The values of the `<name>`s found go into `names`.
+    """
     wanted, got = normalised(expected), normalised(actual)
 
     @functools.cache
-    def match(i: int, j: int) -> bool:
+    def match(i: int, j: int) -> dict[str, str] | None:
         if i == len(wanted):
-            return j == len(got)
+            return {} if j == len(got) else None
         if wanted[i] == PLACEHOLDER:
-            return any(match(i + 1, k) for k in range(j, len(got) + 1))
-        return j < len(got) and text_matches(wanted[i], got[j]) and match(i + 1, j + 1)
+            tails = (match(i + 1, k) for k in range(j, len(got) + 1))
+            return next((tail for tail in tails if tail is not None), None)
+        here = text_captures(wanted[i], got[j]) if j < len(got) else None
+        rest = None if here is None else match(i + 1, j + 1)
+        if here is None or rest is None:
+            return None
+        if any(rest.get(name, value) != value for name, value in here.items()):
+            return None
+        return {**here, **rest}
 
-    return match(0, 0)
+    found = match(0, 0)
+    if found is not None and names is not None:
+        names.update(found)
+    return found is not None
 
 
 def send_with_curl(curl: str, request: CurlRequest) -> HttpAnswer:
@@ -480,8 +563,13 @@ def send_with_http_client(request: CurlRequest) -> HttpAnswer:
     )
 
 
-def check_curl(example: Example, port: int, curl: str | None) -> str | None:
-    """Run one curl example; a description of the mismatch, or None."""
+def check_curl(
+    example: Example, port: int, curl: str | None, names: dict[str, str]
+) -> str | None:
+    """Run one curl example; a description of the mismatch, or None.
+
+    The values of the `<name>`s its answer gives go into `names`.
+    """
     request = parse_curl(example, port)
     expected = expected_http(example)
     if curl is None:
@@ -489,6 +577,7 @@ def check_curl(example: Example, port: int, curl: str | None) -> str | None:
     else:
         answer = send_with_curl(curl, request)
     problems: list[str] = []
+    found: dict[str, str] = {}
     if answer.status != expected.status:
         problems.append(f"status {answer.status}, not {expected.status}")
     if expected.status_line is not None and not text_matches(
@@ -497,22 +586,31 @@ def check_curl(example: Example, port: int, curl: str | None) -> str | None:
         problems.append(f"status line {answer.status_line!r}")
     for name, value in expected.headers:
         values = [v for n, v in answer.headers if n.lower() == name.lower()]
-        if not any(text_matches(value, v) for v in values):
+        captured = (text_captures(bind(value, found), v) for v in values)
+        header_names = next((c for c in captured if c is not None), None)
+        if header_names is None:
             problems.append(f"header {name}: {values or 'absent'}")
+        found.update(header_names or {})
     try:
         body = json.loads(answer.body)
     except ValueError:
         problems.append("the body is not JSON")
     else:
-        if not json_matches(expected.body, body):
+        if not json_matches(expected.body, body, found):
             problems.append("the body differs")
     if not problems:
+        names.update(found)
         return None
     return mismatch(example, "; ".join(problems), answer.render())
 
 
-def check_cli(example: Example, db_env: BankEnv, workdir: Path) -> str | None:
-    """Run one `bank` example on the database; the mismatch, or None."""
+def check_cli(
+    example: Example, db_env: BankEnv, workdir: Path, names: dict[str, str]
+) -> str | None:
+    """Run one `bank` example on the database; the mismatch, or None.
+
+    The values of the `<name>`s its answer gives go into `names`.
+    """
     argv = [str(BANK_SCRIPT), "--db", db_env["SQLALCHEMY_URL"], *example.argv[1:]]
     env = {**os.environ, **db_env, "NO_COLOR": "1", "TERM": "dumb"}
     for name in COLOUR_VARIABLES:
@@ -531,7 +629,7 @@ def check_cli(example: Example, db_env: BankEnv, workdir: Path) -> str | None:
         output.append(str(completed.returncode))
     elif completed.returncode != 0:
         return mismatch(example, f"exit status {completed.returncode}", output)
-    if lines_match(example.answer, output):
+    if lines_match(example.answer, output, names):
         return None
     return mismatch(example, "the output differs", output)
 
@@ -560,6 +658,13 @@ def test_the_readme_examples_are_all_readable() -> None:
     assert not json_matches({"id": "0b1c…"}, {"id": "9f00"})
     assert lines_match(["a", "…", "│ x │ … │"], ["a", "b", "c", "│ x  │ 2026 │"])
     assert not lines_match(["a", "b"], ["a", "c"])
+    names: dict[str, str] = {}
+    assert json_matches({"id": "<t>", "of": "<t>"}, {"id": "9f-1", "of": "9f-1"}, names)
+    assert names == {"t": "9f-1"}
+    assert not json_matches({"id": "<t>", "of": "<t>"}, {"id": "9f", "of": "9e"})
+    assert not json_matches({"id": "<t>"}, {"id": "not an id"})
+    assert lines_match(["<u> moved", "…", "of <u>"], ["x.1 moved", "y", "of x.1"])
+    assert not lines_match(["<u> moved", "of <u>"], ["x.1 moved", "of x.2"])
 
 
 @pytest.mark.slow
@@ -568,13 +673,21 @@ def test_the_readme_examples_run_top_to_bottom(db_env: BankEnv, tmp_path: Path) 
     examples, _ = read_examples(README.read_text())
     curl = shutil.which("curl")
     failures: list[str] = []
+    names: dict[str, str] = {}  # the `<name>`s answers have given
     started = time.perf_counter()
     with running_server(db_env, tmp_path) as server:
-        for example in examples:
-            if example.argv[0] == "curl":
-                failure = check_curl(example, server.port, curl)
+        for unbound in examples:
+            example = unbound.bound(names)
+            failure: str | None
+            if example is None:
+                failure = (
+                    f"{unbound.describe()}\nnot run: a name it uses was not given "
+                    "(the example that shows it failed)"
+                )
+            elif example.argv[0] == "curl":
+                failure = check_curl(example, server.port, curl, names)
             else:
-                failure = check_cli(example, db_env, tmp_path)
+                failure = check_cli(example, db_env, tmp_path, names)
             if failure is not None:
                 failures.append(failure)
     seconds = time.perf_counter() - started

@@ -7,6 +7,8 @@ is also schemathesis's hooks module (loaded by path, in its process).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from live_server import running_server
 
 from bank import BankApplication, BankError
+from bank.domain import ACCOUNT_ID_PATTERN, MAX_HOLD_SECONDS, TRANSFER_ID_PATTERN
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
 from web import create_app
 from web.errors import ApiError
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from conftest import BankEnv
+    from flask.testing import FlaskClient
+    from werkzeug.test import TestResponse
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -57,6 +62,11 @@ expected-statuses = [
 ]
 """
 FRESH_SUFFIX = 33  # "-" and 32 hex digits, made unique per request
+# The account and transfer ids the server under test answered, newest last
+# (in schemathesis's process), and what an id of either looks like.
+KNOWN_IDS: dict[str, list[str]] = {"account": [], "transfer": []}
+ID_PATTERNS = {"account": ACCOUNT_ID_PATTERN, "transfer": TRANSFER_ID_PATTERN}
+MAX_KNOWN_IDS = 100
 
 
 @pytest.mark.slow
@@ -190,6 +200,78 @@ def test_amounts_limits_and_ids_are_described_exactly(
         assert described_as_valid(command, data) == server_accepts(command, data)
 
 
+metadata_keys = st.one_of(
+    st.text(max_size=42),
+    st.text(alphabet="abcXYZ019_.-", min_size=38, max_size=42),
+)
+metadata_values = st.one_of(
+    st.text(max_size=6),
+    st.text(min_size=498, max_size=502),
+    json_scalars,
+)
+metadata = st.one_of(
+    st.dictionaries(metadata_keys, metadata_values, max_size=3),
+    st.dictionaries(
+        st.from_regex(r"k[0-9]{1,3}", fullmatch=True),
+        st.just("v"),
+        min_size=15,
+        max_size=18,
+    ),
+    json_scalars,
+    st.lists(st.text(max_size=3), max_size=2),
+)
+currencies = st.one_of(
+    st.sampled_from(["USD", "EUR", "JPY", "XXX", "usd", "ZZZ", "US", "USDX", ""]),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=3),
+    json_scalars,
+)
+hold_flags = st.one_of(st.booleans(), json_scalars)
+timeouts = st.one_of(
+    st.integers(min_value=-2, max_value=3),
+    st.integers(min_value=MAX_HOLD_SECONDS - 2, max_value=MAX_HOLD_SECONDS + 2),
+    json_scalars,
+)
+transfer_ids = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda value: str(value).upper()),
+    st.uuids().map(lambda value: value.hex),
+    json_scalars,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    metadata=metadata,
+    currency=currencies,
+    pending=hold_flags,
+    timeout=timeouts,
+    transfer_id=transfer_ids,
+)
+def test_metadata_currencies_holds_and_transfer_ids_are_described_exactly(
+    metadata: object,
+    currency: object,
+    pending: object,
+    timeout: object,
+    transfer_id: object,
+) -> None:
+    hold = {"from_account_id": "a", "to_account_id": "b", "amount_in_cents": 1}
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (
+            "account_deposit",
+            {"account_id": "a", "amount_in_cents": 1, "metadata": metadata},
+        ),
+        ("account_open", {"account_owner_email": "a@b", "currency": currency}),
+        ("account_transfer", {**hold, "pending": pending, "timeout_seconds": timeout}),
+        ("account_transfer", {**hold, "timeout_seconds": timeout}),
+        ("transfer_reverse", {"transfer_id": transfer_id, "metadata": metadata}),
+    ]
+    for command, data in cases:
+        assert described_as_valid(command, data) == server_accepts(command, data), (
+            command,
+            data,
+        )
+
+
 @settings(max_examples=300, deadline=None)
 @given(email=emails, reference=st.text(max_size=150))
 def test_emails_and_references_are_described_exactly(
@@ -276,7 +358,8 @@ def test_every_answer_matches_exactly_one_answer_schema(memory_env: BankEnv) -> 
         },
         {"command": "account_close", "data": {"account_id": "c"}},
     ]
-    answers.append(client.post("/api", json={"batch": every_kind}))
+    batch = client.post("/api", json={"batch": every_kind})
+    answers += [batch, *transfer_answers(client)]
     flask_app.extensions["bank"].close()
 
     responses = openapi_document()["paths"]["/api"]["post"]["responses"]
@@ -286,13 +369,40 @@ def test_every_answer_matches_exactly_one_answer_schema(memory_env: BankEnv) -> 
         branches = described["schema"]["oneOf"]
         matching = [b for b in branches if validator(b).is_valid(answer.json)]
         assert len(matching) == 1, (answer.json, matching)
-    batch = answers[-1].json
-    assert batch is not None
-    assert len(batch["results"]) == len(every_kind)
+    assert len((batch.json or {})["results"]) == len(every_kind)
 
 
-# The hook, registered only in schemathesis's process: it lines each request
-# up with a documented rule that JSON Schema cannot state, and does nothing else.
+def transfer_answers(client: FlaskClient) -> list[TestResponse]:
+    """The answers of holds' lives: placed, posted or voided, then reversed."""
+
+    def post(name: str, **data: Any) -> TestResponse:
+        return client.post("/api", json={"command": name, "data": data})
+
+    def transfer_id(response: TestResponse) -> str:
+        return str((response.json or {})["transfer_id"])
+
+    opened = {"account_owner_email": "a@example.com", "currency": "EUR"}
+    hold = {"from_account_id": "d", "to_account_id": "e", "amount_in_cents": 10}
+    answers = [
+        post("account_open", **opened, account_id="d"),
+        post("account_open", **opened, account_id="e"),
+        post("account_deposit", account_id="d", amount_in_cents=100, metadata={}),
+    ]
+    posted = post("account_transfer", **hold, pending=True, timeout_seconds=60)
+    voided = post("account_transfer", **hold, pending=True)
+    answers += [
+        posted,
+        voided,
+        post("transfer_post", transfer_id=transfer_id(posted), amount_in_cents=5),
+        post("transfer_void", transfer_id=transfer_id(voided)),
+        post("transfer_reverse", transfer_id=transfer_id(posted), metadata={"k": "v"}),
+    ]
+    return answers
+
+
+# The hooks, registered only in schemathesis's process: they line each request
+# up with a documented rule that JSON Schema cannot state, and do nothing else
+# (after_call only remembers the transfer ids the bank made).
 
 
 def before_call(
@@ -303,8 +413,12 @@ def before_call(
     """Adjust a generated request just before it is sent (in every phase)."""
     body = as_json_integers(case.body)
     for command in commands_in(body):
+        name_known_ids(command)
         retarget_transfer_to_itself(command)
     case.body = body
+    if case.path_parameters and "transfer_id" in case.path_parameters:
+        generated = case.path_parameters["transfer_id"]
+        case.path_parameters["transfer_id"] = known_id(generated, "transfer")
     if case.headers:
         case.headers.update(fresh_idempotency_key(case.headers))
 
@@ -345,6 +459,60 @@ def retarget_transfer_to_itself(command: object) -> None:
         data["to_account_id"] = "elsewhere" if source != "elsewhere" else "elsewhere-2"
 
 
+def name_known_ids(command: object) -> None:
+    """Aim a command at accounts and transfers the bank made (see known_id)."""
+    if not isinstance(command, dict) or command.get("command") == "account_open":
+        return
+    data = command.get("data")
+    if not isinstance(data, dict):
+        return
+    for field in ("account_id", "from_account_id", "to_account_id"):
+        if field in data:
+            data[field] = known_id(data[field], "account")
+    if "transfer_id" in data:
+        data["transfer_id"] = known_id(data["transfer_id"], "transfer")
+
+
+def known_id(generated: object, kind: str) -> object:
+    """Mostly an id the bank answered with, in place of a generated one.
+
+    Accounts are opened and transfers made by the bank, any other id is a
+    documented 404 that no schema can state, and generated ids are almost
+    never ones it made: so without this, no transfer would ever be made,
+    posted or reversed. A quarter, and any invalid id, are left as they are.
+    """
+    text = str(generated) if type(generated) is int else generated
+    known = KNOWN_IDS[kind]
+    if not (isinstance(text, str) and ID_PATTERNS[kind].fullmatch(text) and known):
+        return generated
+    choice = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    if choice % 4 == 0:
+        return generated
+    return known[-1 - choice // 4 % len(known)]
+
+
+def after_call(
+    context: schemathesis.HookContext,
+    case: schemathesis.Case[Any],
+    response: schemathesis.Response,
+) -> None:
+    """Remember the accounts and transfers the bank answers with (in every phase)."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return
+    results = body.get("results") if isinstance(body, dict) else None
+    for answer in results if isinstance(results, list) else [body]:
+        if not isinstance(answer, dict):
+            continue
+        if "account_owner_email" in answer and "account_id" in answer:
+            KNOWN_IDS["account"].append(str(answer["account_id"]))
+        if isinstance(answer.get("transfer_id"), str):
+            KNOWN_IDS["transfer"].append(answer["transfer_id"])
+    for known in KNOWN_IDS.values():
+        del known[:-MAX_KNOWN_IDS]
+
+
 def fresh_idempotency_key(headers: Mapping[str, Any]) -> dict[str, str]:
     """A valid Idempotency-Key made unique, keeping the generated one as its prefix.
 
@@ -360,3 +528,4 @@ def fresh_idempotency_key(headers: Mapping[str, Any]) -> dict[str, str]:
 
 if __name__ == "_schemathesis_hooks":
     schemathesis.hook(before_call)
+    schemathesis.hook(after_call)

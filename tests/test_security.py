@@ -168,7 +168,13 @@ def test_keygen_prints_base64_of_32_random_bytes(cipher_key: str) -> None:
 
 
 EVENT_TABLES = ("bank_events", "bank_snapshots")
-ALL_TABLES = (*EVENT_TABLES, "bank_account_views", "bank_statement_lines")
+ALL_TABLES = (
+    *EVENT_TABLES,
+    "bank_account_views",
+    "bank_statement_lines",
+    "bank_transfer_views",
+    "bank_hold_views",
+)
 
 
 def _stored_bytes(env: BankEnv, tables: tuple[str, ...] = EVENT_TABLES) -> bytes:
@@ -206,23 +212,32 @@ def test_with_a_cipher_key_no_owner_email_is_stored_in_plaintext(
     assert b"secret.owner" not in stored
 
 
-def test_with_a_cipher_key_the_read_models_keep_emails_and_references_sealed(
+def test_with_a_cipher_key_the_read_models_keep_emails_references_metadata_sealed(
     db_env: BankEnv, cipher_key: str
 ) -> None:
     env = {**db_env, "BANK_CIPHER_KEY": cipher_key}
     with BankApplication(env=env) as app:
         app.open_account(EMAIL, "A")
+        app.open_account("b@example.com", "B")
         app.deposit("A", 100, reference="secret salary reference")
+        transfer_id = app.transfer(
+            "A", "B", 10, pending=True, metadata={"note": "confidential payee"}
+        )
         ledger = Ledger(app)
 
         owned = ledger.accounts_by_owner(EMAIL).items
         lines = ledger.statement("A").items
+        transfer = ledger.transfer_view(transfer_id)
 
     assert [row["owner_email"] for row in owned] == [EMAIL]
     assert lines[1]["reference"] == "secret salary reference"
+    assert lines[2]["metadata"] == {"note": "confidential payee"}
+    assert transfer is not None
+    assert transfer["metadata"] == {"note": "confidential payee"}
     stored = _stored_bytes(db_env, tables=ALL_TABLES)
     assert b"secret.owner" not in stored
     assert b"salary" not in stored
+    assert b"confidential" not in stored
 
 
 def test_without_a_cipher_key_the_email_is_stored_readably(db_env: BankEnv) -> None:

@@ -1,4 +1,9 @@
-"""Events evolve: Deposited gained a reference in version 2; version 1 still loads."""
+"""Events evolve: later versions gained fields; what earlier ones stored still loads.
+
+Opened gained a currency (version 2); Deposited a reference (2) and metadata
+(3); Withdrawn and the transfer halves metadata (2); snapshots of accounts the
+currency and holds (2).
+"""
 
 from __future__ import annotations
 
@@ -75,14 +80,20 @@ def test_a_version_1_account_takes_new_commands_and_read_models(
     assert app.get_balance("legacy-1") == 1600
 
 
-def test_new_deposits_are_stored_as_version_2(app: BankApplication) -> None:
+def test_new_deposits_are_stored_as_version_3_with_metadata(
+    app: BankApplication,
+) -> None:
     app.open_account("a@example.com", "A")
-    app.deposit("A", 100, reference="rent")
+    app.deposit("A", 100, reference="rent", metadata={"invoice": "42"})
 
     [notification] = app.recorder.select_notifications(start=2, limit=1)
 
     state = json.loads(notification.state)
-    assert (state["class_version"], state["reference"]) == (2, "rent")
+    assert (state["class_version"], state["reference"], state["metadata"]) == (
+        3,
+        "rent",
+        {"invoice": "42"},
+    )
 
 
 def test_a_deposit_records_its_reference(bank: Scenario) -> None:
@@ -123,4 +134,76 @@ def test_the_api_takes_a_deposit_reference(client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert events is not None
-    assert events[1]["data"] == {"amount_in_cents": 5, "reference": "gift"}
+    assert events[1]["data"] == {
+        "amount_in_cents": 5,
+        "reference": "gift",
+        "metadata": {},
+    }
+
+
+def test_an_account_opened_before_currencies_reads_as_usd(app: BankApplication) -> None:
+    store_version_1_records(app)
+
+    account = app.get_account("legacy-1")
+    [withdrawal] = [
+        e for e in app.get_history("legacy-1") if isinstance(e, Account.Withdrawn)
+    ]
+
+    assert account.currency == "USD"
+    assert account.holds == {}
+    assert withdrawal.metadata == {}
+
+
+def test_a_snapshot_keeps_the_currency_and_the_holds(db_env: dict[str, str]) -> None:
+    env = {**db_env, "SNAPSHOT_INTERVAL": "3"}
+    with BankApplication(env=env) as app:
+        app.open_account("a@example.com", "A", currency="EUR")
+        app.open_account("b@example.com", "B", currency="EUR")
+        app.deposit("A", 1000)
+        transfer_id = app.transfer("A", "B", 700, pending=True, timeout_seconds=60)
+    with BankApplication(env=env) as fresh:  # no cache: from the snapshot
+        assert fresh.snapshots is not None
+        [snapshot] = fresh.snapshots.get(Account.create_id("A"))
+        account = fresh.get_account("A")
+
+    assert snapshot.originator_version == 3
+    assert account.currency == "EUR"
+    assert account.holds[transfer_id]["amount_in_cents"] == 700
+    assert account.holds[transfer_id]["expires_at"] is not None
+
+
+def test_a_snapshot_taken_before_currencies_and_holds_loads_as_usd_without_holds(
+    db_env: dict[str, str],
+) -> None:
+    env = {**db_env, "SNAPSHOT_INTERVAL": "2"}
+    with BankApplication(env=env) as app:
+        app.open_account("a@example.com", "A")
+        app.deposit("A", 100)  # version 2: a snapshot
+        assert app.snapshots is not None
+        [snapshot] = app.snapshots.recorder.select_events(Account.create_id("A"))
+        state = json.loads(snapshot.state)
+        # As version 1 of the aggregate stored it: no currency, no holds.
+        # Version 1 of the aggregate kept no class_version in its state.
+        state["state"] = {
+            key: value
+            for key, value in state["state"].items()
+            if key not in {"currency", "holds", "class_version"}
+        }
+        app.snapshots.recorder.insert_events(
+            [
+                StoredEvent(
+                    originator_id=snapshot.originator_id,
+                    originator_version=3,
+                    topic=snapshot.topic,
+                    state=json.dumps(state).encode(),
+                )
+            ]
+        )
+    with BankApplication(env={**env, "SNAPSHOT_INTERVAL": "0"}) as fresh:
+        account: Account = fresh.repository.get(Account.create_id("A"))
+
+    assert (account.currency, account.holds, account.balance_in_cents) == (
+        "USD",
+        {},
+        100,
+    )

@@ -11,13 +11,20 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from bank.commands import AccountState
 from bank.domain import (
+    TRANSFER_ID_PATTERN,
     InvalidCommandError,
     check_email,
     in_utc,
     normalise_account_id,
 )
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
-from bank.projections import MAX_VERSION, Ledger
+from bank.projections import (
+    MAX_POSITION,
+    MAX_VERSION,
+    Ledger,
+    ReadModelsUnavailableError,
+)
+from bank.transfers import STATUSES, TransferNotFoundError
 from web.errors import ApiError
 from web.openapi import openapi_document
 from web.reads import (
@@ -30,6 +37,8 @@ from web.reads import (
     EventView,
     StatementLine,
     StatementPage,
+    TransfersPage,
+    TransferView,
 )
 from web.registry import Answer, run_batch, run_command
 
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
     from flask import Response
 
     from bank import BankApplication
+    from bank.commands import TransferState
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -133,6 +143,53 @@ def get_statement(account_id: str) -> Response:
         account_id=account_id, lines=lines, next_cursor=page.next_cursor
     )
     return jsonify(body.model_dump(mode="json"))
+
+
+@api.get("/accounts/<account_id>/transfers")
+def list_account_transfers(account_id: str) -> Response:
+    """An account's transfers, either way: `?status=&limit=&cursor=`."""
+    account_id = path_account_id(account_id)
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise _bad_query("status", "must be one of " + ", ".join(STATUSES))
+    cursor = query_int("cursor", minimum=0, maximum=MAX_POSITION)
+    limit = page_size()
+    account_id = bank().require_account(account_id)
+    page = ledger().transfers(
+        account_id,
+        status=status,
+        limit=limit,
+        cursor=None if cursor is None else str(cursor),
+    )
+    transfers = [TransferView.of(row) for row in page.items]
+    body = TransfersPage(
+        account_id=account_id, transfers=transfers, next_cursor=page.next_cursor
+    )
+    return jsonify(body.model_dump(mode="json"))
+
+
+@api.get("/transfers/<transfer_id>")
+def get_transfer(transfer_id: str) -> Response:
+    """A transfer now (a hold that has lapsed reads, and is recorded, expired)."""
+    if not TRANSFER_ID_PATTERN.fullmatch(transfer_id):
+        raise _bad_query("transfer_id", "must be a transfer id (a UUID)", "path")
+    found: TransferState | dict[str, Any] | None
+    try:
+        found = bank().get_transfer(transfer_id)
+    except TransferNotFoundError:
+        found = older_transfer(transfer_id)
+        if found is None:
+            raise
+    return jsonify(TransferView.of(found).model_dump(mode="json"))
+
+
+def older_transfer(transfer_id: str) -> dict[str, Any] | None:
+    """A transfer made before transfers were aggregates, from the read models."""
+    try:
+        return ledger().transfer_view(transfer_id)
+    except ReadModelsUnavailableError:
+        # Such transfers are in a SQL store: in any other, there are none.
+        return None
 
 
 @api.get("/accounts/<account_id>/events")

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic.json_schema import models_json_schema
 
 from bank.commands import MAX_BATCH_SIZE
-from bank.domain import ACCOUNT_ID_PATTERN
-from bank.projections import MAX_VERSION
+from bank.domain import ACCOUNT_ID_PATTERN, TRANSFER_ID_PATTERN
+from bank.projections import MAX_POSITION, MAX_VERSION
+from bank.transfers import STATUSES
 from web.errors import STATUS_BY_CODE, ErrorBody
 from web.reads import (
     MAX_PAGE_SIZE,
@@ -18,6 +19,8 @@ from web.reads import (
     AccountView,
     EventView,
     StatementPage,
+    TransfersPage,
+    TransferView,
 )
 from web.registry import COMMANDS, email_json_schema
 
@@ -44,6 +47,12 @@ COMMAND_ERRORS = [
     "insufficient_funds",
     "account_closed",
     "account_not_empty",
+    "account_has_pending_transfers",
+    "currency_mismatch",
+    "transfer_not_found",
+    "transfer_not_pending",
+    "transfer_not_posted",
+    "amount_exceeds_transfer",
     "unsupported_media_type",
     "validation_error",
     "idempotency_key_reused",
@@ -58,11 +67,18 @@ READ_ERRORS = [
     "internal_error",
     "database_unavailable",
 ]
+# Reading an account or a transfer as it is now first records the expiry of
+# lapsed holds: a write, which can keep losing races.
+EXPIRING_READ_ERRORS = [*READ_ERRORS, "concurrency_conflict"]
 # Statement and listing come from the read models, which some stores lack.
 READ_MODEL_ERRORS = [*READ_ERRORS, "read_models_unavailable"]
 ACCOUNT_ID_SCHEMA: Schema = {
     "type": "string",
     "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$",
+}
+TRANSFER_ID_SCHEMA: Schema = {
+    "type": "string",
+    "pattern": f"^{TRANSFER_ID_PATTERN.pattern}$",
 }
 
 
@@ -125,6 +141,8 @@ def _schemas() -> dict[str, Schema]:
         EventView,
         AccountsPage,
         StatementPage,
+        TransferView,
+        TransfersPage,
     ]
     models += [spec.response_model for spec in COMMANDS.values()]
     _, definitions = models_json_schema(
@@ -194,7 +212,18 @@ def _account_links() -> Schema:
             ("GetAccount", "getAccount"),
             ("GetAccountEvents", "getAccountEvents"),
             ("GetStatement", "getStatement"),
+            ("ListAccountTransfers", "listAccountTransfers"),
         ]
+    }
+
+
+def _transfer_links() -> Schema:
+    """Where a transfer a command made or changed can be read."""
+    return {
+        "GetTransfer": {
+            "operationId": "getTransfer",
+            "parameters": {"transfer_id": "$response.body#/transfer_id"},
+        }
     }
 
 
@@ -213,7 +242,9 @@ def _post_command() -> Schema:
         )
         + "\n\nA body is at most 64 KiB, a batch's at most 1 MiB (413). A transfer "
         "to the same account, or an Idempotency-Key already used for a different "
-        "request, is refused with 422.",
+        "request, is refused with 422; a transfer between accounts of different "
+        "currencies with 409 currency_mismatch; an unknown transfer id with 404 "
+        "transfer_not_found.",
         "parameters": [
             {
                 "name": "Idempotency-Key",
@@ -242,6 +273,7 @@ def _post_command() -> Schema:
                 {"oneOf": [*_answer_refs([200]), _ref("batch_results")]},
                 "Accepted (a batch answers every command's result in order).",
                 headers=replayed,
+                links=_transfer_links(),
             ),
             "201": _json(
                 {"oneOf": _answer_refs([201])},
@@ -367,7 +399,7 @@ def openapi_document() -> Schema:
                 "An account now, or as it was at a past version or moment.",
                 [account_id, _version_or_moment()],
                 _json(_ref("AccountView"), "The account."),
-                [*READ_ERRORS, "account_not_found"],
+                [*EXPIRING_READ_ERRORS, "account_not_found"],
             ),
             "/api/accounts/{account_id}/statement": _get(
                 "getStatement",
@@ -385,6 +417,41 @@ def openapi_document() -> Schema:
                 ],
                 _json(_ref("StatementPage"), "Statement lines (from the read model)."),
                 [*READ_MODEL_ERRORS, "account_not_found"],
+            ),
+            "/api/accounts/{account_id}/transfers": _get(
+                "listAccountTransfers",
+                "An account's transfers, either way, oldest first, a page at a time.",
+                [
+                    account_id,
+                    _query(
+                        "status",
+                        "Only transfers with this status.",
+                        {"type": "string", "enum": list(STATUSES)},
+                    ),
+                    _limit(),
+                    _query(
+                        "cursor",
+                        "next_cursor of the previous page (a log position).",
+                        _whole(0, MAX_POSITION),
+                    ),
+                ],
+                _json(_ref("TransfersPage"), "Transfers (from the read model)."),
+                [*READ_MODEL_ERRORS, "account_not_found"],
+            ),
+            "/api/transfers/{transfer_id}": _get(
+                "getTransfer",
+                "A transfer now: a hold past its timeout reads (and is recorded) "
+                "expired.",
+                [
+                    {
+                        "name": "transfer_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": TRANSFER_ID_SCHEMA,
+                    }
+                ],
+                _json(_ref("TransferView"), "The transfer."),
+                [*EXPIRING_READ_ERRORS, "transfer_not_found"],
             ),
             "/api/accounts/{account_id}/events": _get(
                 "getAccountEvents",

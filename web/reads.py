@@ -1,4 +1,4 @@
-"""What the read endpoints answer: accounts and their events as plain JSON."""
+"""What the read endpoints answer: accounts, their events and transfers, as JSON."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, Field, JsonValue
 
-from bank.domain import event_fields
-from bank.projections import STATEMENT_KINDS
+from bank import projections
+from bank.commands import AccountState
+from bank.domain import ACCOUNT_EVENT_TYPES, event_fields
+from bank.transfers import STATUSES
 
 if TYPE_CHECKING:
     from bank import Account
-    from bank.commands import AccountState
+    from bank.commands import TransferState
 
 # Every kind of account event, by its name and by its statement kind.
-EVENT_TYPES: list[JsonValue] = [event_class.__name__ for event_class in STATEMENT_KINDS]
-LINE_KINDS: list[JsonValue] = [kind for kind, _ in STATEMENT_KINDS.values()]
+EVENT_TYPES: list[JsonValue] = list(ACCOUNT_EVENT_TYPES)
+LINE_KINDS: list[JsonValue] = list(projections.LINE_KINDS)
+TRANSFER_STATUSES: list[JsonValue] = list(STATUSES)
+CURRENCY_PATTERN = "^[A-Z]{3}$"
 MAX_PAGE_SIZE = 1000
 MAX_QUERY_INT = 10**18 - 1  # the most a whole-number query parameter may be
 _LEAP_YEAR = (
@@ -43,8 +47,12 @@ def account_fields(account: AccountState) -> dict[str, Any]:
     return {
         "account_id": account.account_id,
         "account_owner_email": account.owner_email,
+        "currency": account.currency,
         "balance_in_cents": account.balance_in_cents,
         "overdraft_limit_in_cents": account.overdraft_limit_in_cents,
+        "pending_debits_in_cents": account.pending_debits_in_cents,
+        "pending_credits_in_cents": account.pending_credits_in_cents,
+        "available_in_cents": account.available_in_cents,
         "closed": account.is_closed,
         "version": account.version,
     }
@@ -55,8 +63,12 @@ class AccountView(BaseModel):
 
     account_id: str
     account_owner_email: str
+    currency: str = Field(pattern=CURRENCY_PATTERN)
     balance_in_cents: int
     overdraft_limit_in_cents: int
+    pending_debits_in_cents: int = Field(ge=0)
+    pending_credits_in_cents: int = Field(ge=0)
+    available_in_cents: int
     closed: bool
     version: int
 
@@ -94,7 +106,22 @@ class AccountListItem(AccountView):
     @classmethod
     def of_row(cls, row: dict[str, Any]) -> Self:
         """Describe a row of the accounts view."""
-        return cls(account_owner_email=row["owner_email"], **row)
+        state = AccountState(
+            account_id=row["account_id"],
+            owner_email=row["owner_email"],
+            balance_in_cents=row["balance_in_cents"],
+            overdraft_limit_in_cents=row["overdraft_limit_in_cents"],
+            is_closed=row["closed"],
+            version=row["version"],
+            currency=row["currency"],
+            pending_debits_in_cents=row["pending_debits_in_cents"],
+            pending_credits_in_cents=row["pending_credits_in_cents"],
+        )
+        return cls(
+            **account_fields(state),
+            opened_at=row["opened_at"],
+            updated_at=row["updated_at"],
+        )
 
 
 class AccountsPage(BaseModel):
@@ -114,6 +141,7 @@ class StatementLine(BaseModel):
     transfer_id: str | None
     counterparty_account_id: str | None
     reference: str | None
+    metadata: dict[str, str]
     timestamp: datetime
 
 
@@ -122,4 +150,36 @@ class StatementPage(BaseModel):
 
     account_id: str
     lines: list[StatementLine]
+    next_cursor: str | None
+
+
+class TransferView(BaseModel):
+    """A transfer as GET /api/transfers/<id> shows it."""
+
+    transfer_id: str
+    from_account_id: str
+    to_account_id: str
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    amount_in_cents: int = Field(ge=1)
+    status: str = Field(json_schema_extra={"enum": TRANSFER_STATUSES})
+    posted_amount_in_cents: int = Field(ge=0)
+    reversed_amount_in_cents: int = Field(ge=0)
+    reverses_transfer_id: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, transfer: TransferState | dict[str, Any]) -> Self:
+        """Describe a transfer's state, or a row of the transfers view."""
+        if isinstance(transfer, dict):
+            return cls.model_validate(transfer)
+        return cls.model_validate(transfer, from_attributes=True)
+
+
+class TransfersPage(BaseModel):
+    """GET /api/accounts/<id>/transfers: a page of an account's transfers."""
+
+    account_id: str
+    transfers: list[TransferView]
     next_cursor: str | None

@@ -14,14 +14,19 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, TypeVar
 
+import iso4217
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
+    StrictBool,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -30,8 +35,11 @@ from bank.commands import (
     CloseAccount,
     Deposit,
     OpenAccount,
+    PostTransfer,
+    ReverseTransfer,
     SetOverdraftLimit,
     Transfer,
+    VoidTransfer,
     Withdraw,
     check_batch_size,
 )
@@ -39,12 +47,20 @@ from bank.domain import (
     ACCOUNT_ID_PATTERN,
     MAX_AMOUNT_IN_CENTS,
     MAX_EMAIL_LENGTH,
+    MAX_HOLD_SECONDS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LENGTH,
     MAX_REFERENCE_LENGTH,
+    METADATA_KEY_PATTERN,
+    TRANSFER_ID_PATTERN,
     InvalidCommandError,
+    check_currency,
     check_email,
+    check_metadata,
 )
+from bank.transfers import POSTED
 from web.errors import ApiError, validation_details
-from web.reads import account_fields
+from web.reads import CURRENCY_PATTERN, TRANSFER_STATUSES, account_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -61,6 +77,9 @@ _AMOUNT_DIGITS = (
 _LIMIT_DIGITS = f"^0*(?:[0-9]{{1,{_MAX_CENTS_DIGITS - 1}}}|{MAX_AMOUNT_IN_CENTS})$"
 # The integers whose decimal string is an account id (at most 64 characters).
 _ACCOUNT_ID_INTEGERS = {"minimum": 1 - 10**63, "maximum": 10**64 - 1}
+# The codes bank.domain.check_currency accepts: the ISO 4217 list it checks against.
+CURRENCIES: list[JsonValue] = sorted(currency.value for currency in iso4217.Currency)
+T = TypeVar("T")
 
 
 def _whole_cents(value: Any) -> Any:
@@ -145,13 +164,19 @@ def _account_id(value: Any) -> Any:
     return value
 
 
-def _email(value: str) -> str:
-    """Apply the domain's own email rule, reported as a field error."""
-    try:
-        check_email(value)
-    except InvalidCommandError as error:
-        raise PydanticCustomError("email", error.message) from None
-    return value
+def _domain_rule(check: Callable[[Any], object]) -> AfterValidator:
+    """Apply one of the domain's own checks, its refusal reported as a field error."""
+
+    def validate(value: T) -> T:
+        try:
+            check(value)
+        except InvalidCommandError as error:
+            raise PydanticCustomError(
+                "domain_rule", "{reason}", {"reason": error.message}
+            ) from None
+        return value
+
+    return AfterValidator(validate)
 
 
 AmountInCents = Annotated[
@@ -205,11 +230,40 @@ OwnerEmail = Annotated[
     Field(
         min_length=3,
         max_length=MAX_EMAIL_LENGTH,
-        # Documents the domain's rule; _email enforces it with its own message.
+        # Documents the domain's rule, which _domain_rule enforces.
         json_schema_extra=_email_schema,
     ),
-    AfterValidator(_email),
+    _domain_rule(check_email),
 ]
+Currency = Annotated[
+    str,
+    _domain_rule(check_currency),
+    WithJsonSchema(
+        {"type": "string", "enum": CURRENCIES, "description": "An ISO 4217 code."}
+    ),
+]
+Metadata = Annotated[
+    dict[str, str],
+    _domain_rule(check_metadata),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_METADATA_KEYS,
+            "patternProperties": {
+                f"^{METADATA_KEY_PATTERN.pattern}$": {
+                    "type": "string",
+                    "maxLength": MAX_METADATA_VALUE_LENGTH,
+                }
+            },
+            "additionalProperties": False,
+            "description": f"At most {MAX_METADATA_KEYS} keys of 1-40 letters, "
+            f"digits or '_.-', each with text of at most {MAX_METADATA_VALUE_LENGTH} "
+            "characters.",
+        }
+    ),
+]
+TransferId = Annotated[str, Field(pattern=f"^{TRANSFER_ID_PATTERN.pattern}$")]
+TimeoutSeconds = Annotated[int, Field(strict=True, ge=1, le=MAX_HOLD_SECONDS)]
 
 
 class CommandData(BaseModel):
@@ -223,6 +277,8 @@ class OpenAccountData(CommandData):
 
     account_owner_email: OwnerEmail
     account_id: AccountId | None = None
+    # None: the bank's BANK_DEFAULT_CURRENCY.
+    currency: Currency | None = None
 
 
 class AmountData(CommandData):
@@ -230,6 +286,7 @@ class AmountData(CommandData):
 
     account_id: AccountId
     amount_in_cents: AmountInCents
+    metadata: Metadata | None = None
 
 
 class DepositData(AmountData):
@@ -241,12 +298,38 @@ class DepositData(AmountData):
     ] = ""
 
 
+def _timeout_needs_pending(schema: dict[str, Any]) -> None:
+    """State what _only_when_pending checks: a timeout needs "pending": true."""
+    schema["anyOf"] = [
+        {"required": ["pending"], "properties": {"pending": {"const": True}}},
+        {"properties": {"timeout_seconds": {"type": "null"}}},
+    ]
+
+
 class TransferData(CommandData):
-    """Data of `account_transfer`."""
+    """Data of `account_transfer`: pending, it holds the amount until posted."""
+
+    model_config = ConfigDict(json_schema_extra=_timeout_needs_pending)
 
     from_account_id: AccountId
     to_account_id: AccountId
     amount_in_cents: AmountInCents
+    pending: StrictBool = False
+    timeout_seconds: TimeoutSeconds | None = None
+    metadata: Metadata | None = None
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _only_when_pending(
+        cls, timeout_seconds: int | None, info: ValidationInfo
+    ) -> int | None:
+        # A pending that failed its own validation is reported by itself.
+        if timeout_seconds is not None and info.data.get("pending") is False:
+            raise PydanticCustomError(
+                "timeout_without_pending",
+                'applies only to a pending transfer ("pending": true)',
+            )
+        return timeout_seconds
 
 
 class OverdraftLimitData(CommandData):
@@ -262,14 +345,36 @@ class AccountIdData(CommandData):
     account_id: AccountId
 
 
+class TransferIdData(CommandData):
+    """Data of `transfer_void`."""
+
+    transfer_id: TransferId
+
+
+class PostTransferData(TransferIdData):
+    """Data of `transfer_post`: without an amount, all that is held."""
+
+    amount_in_cents: AmountInCents | None = None
+
+
+class ReverseTransferData(PostTransferData):
+    """Data of `transfer_reverse`: without an amount, all that is left to reverse."""
+
+    metadata: Metadata | None = None
+
+
 class AccountBalance(BaseModel):
-    """An account's balance and version right after a command."""
+    """An account's balances and version right after a command."""
 
     # No other field: each command's answer matches exactly one answer schema.
     model_config = ConfigDict(extra="forbid")
 
     account_id: str
+    currency: str = Field(pattern=CURRENCY_PATTERN)
     balance_in_cents: int
+    pending_debits_in_cents: int = Field(ge=0)
+    pending_credits_in_cents: int = Field(ge=0)
+    available_in_cents: int
     version: int = Field(ge=1)
 
     @classmethod
@@ -303,20 +408,24 @@ class ClosedAccount(AccountBalance):
 
 
 class TransferMade(BaseModel):
-    """Both sides of a transfer, right after it."""
+    """A transfer made or changed, and both its accounts right after."""
 
     model_config = ConfigDict(extra="forbid")
 
     transfer_id: str
+    status: str = Field(json_schema_extra={"enum": TRANSFER_STATUSES})
     from_account: AccountBalance
     to_account: AccountBalance
 
     @classmethod
     def from_result(cls, result: CommandResult) -> Self:
-        """Describe the transfer and both accounts."""
+        """Describe the transfer and both accounts (payer first)."""
         source, target = result.accounts
+        # Answers kept before transfers had a state were all plain transfers.
+        status = POSTED if result.transfer is None else result.transfer.status
         return cls(
             transfer_id=result.transfer_id or "",
+            status=status,
             from_account=AccountBalance.of(source),
             to_account=AccountBalance.of(target),
         )
@@ -353,9 +462,11 @@ def _entries(*specs: CommandSpec[Any]) -> Mapping[str, CommandSpec[Any]]:
 COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
     CommandSpec[OpenAccountData](
         name="account_open",
-        summary="Open an account, with a chosen id or a fresh one.",
+        summary="Open an account, with a chosen id or a fresh one, in a currency.",
         data_model=OpenAccountData,
-        build=lambda data: OpenAccount(data.account_owner_email, data.account_id),
+        build=lambda data: OpenAccount(
+            data.account_owner_email, data.account_id, data.currency
+        ),
         response_model=OpenedAccount,
         success_status=201,
     ),
@@ -364,23 +475,55 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
         summary="Pay money into an account.",
         data_model=DepositData,
         build=lambda data: Deposit(
-            data.account_id, data.amount_in_cents, data.reference
+            data.account_id, data.amount_in_cents, data.reference, data.metadata
         ),
         response_model=AccountBalance,
     ),
     CommandSpec[AmountData](
         name="account_withdraw",
-        summary="Pay money out, down to the overdraft limit at most.",
+        summary="Pay money out, at most what is available.",
         data_model=AmountData,
-        build=lambda data: Withdraw(data.account_id, data.amount_in_cents),
+        build=lambda data: Withdraw(
+            data.account_id, data.amount_in_cents, data.metadata
+        ),
         response_model=AccountBalance,
     ),
     CommandSpec[TransferData](
         name="account_transfer",
-        summary="Move money between two accounts, both halves or neither.",
+        summary="Move money between two accounts of one currency, both halves or "
+        "neither; pending, hold it until posted, voided or timed out.",
         data_model=TransferData,
         build=lambda data: Transfer(
-            data.from_account_id, data.to_account_id, data.amount_in_cents
+            data.from_account_id,
+            data.to_account_id,
+            data.amount_in_cents,
+            data.pending,
+            data.timeout_seconds,
+            data.metadata,
+        ),
+        response_model=TransferMade,
+    ),
+    CommandSpec[PostTransferData](
+        name="transfer_post",
+        summary="Move a pending transfer's held money, all or less, and free the rest.",
+        data_model=PostTransferData,
+        build=lambda data: PostTransfer(data.transfer_id, data.amount_in_cents),
+        response_model=TransferMade,
+    ),
+    CommandSpec[TransferIdData](
+        name="transfer_void",
+        summary="Release all of a pending transfer's held money.",
+        data_model=TransferIdData,
+        build=lambda data: VoidTransfer(data.transfer_id),
+        response_model=TransferMade,
+    ),
+    CommandSpec[ReverseTransferData](
+        name="transfer_reverse",
+        summary="Move a posted transfer's money back, all or part, as a new "
+        "transfer (the answer's).",
+        data_model=ReverseTransferData,
+        build=lambda data: ReverseTransfer(
+            data.transfer_id, data.amount_in_cents, data.metadata
         ),
         response_model=TransferMade,
     ),
@@ -395,7 +538,8 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
     ),
     CommandSpec[AccountIdData](
         name="account_close",
-        summary="Close an account whose balance is exactly zero.",
+        summary="Close an account whose balance is exactly zero, with no pending "
+        "transfers.",
         data_model=AccountIdData,
         build=lambda data: CloseAccount(data.account_id),
         response_model=ClosedAccount,

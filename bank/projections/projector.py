@@ -1,0 +1,339 @@
+"""The projector: applies the log to the read models, a batch per transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import MetaData, bindparam, inspect, select, update
+from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
+
+from bank.domain import Account
+from bank.persistence import DATABASES, create_tables
+from bank.persistence.base import Database
+from bank.projections.rows import (
+    HoldRows,
+    Row,
+    TransferRows,
+    legacy_row,
+    new_row,
+    statement_line,
+)
+from bank.projections.sealer import Sealer
+from bank.projections.tables import (
+    HOLD_EVENTS,
+    PROJECTION_NAME,
+    is_pending,
+    ledger_tables,
+)
+from bank.transfers import Transfer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql import Select
+
+    from bank.eventlog import EventLog, LoggedEvent
+
+BATCH_SIZE = 1000
+
+
+class LedgerProjection:
+    """Keeps the ledger tables in step with the application's notification log."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        log: EventLog,
+        schema: str | None = None,
+        sealer: Sealer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.log = log
+        self.sealer = sealer or Sealer(None, None)
+        self.metadata = MetaData(schema=schema)
+        self.tables = ledger_tables(self.metadata)
+        self.accounts = self.tables.accounts
+        self.statement_lines = self.tables.statement_lines
+        self.transfers = self.tables.transfers
+        self.holds = self.tables.holds
+        self.positions = self.tables.positions
+        # Where the last batch this projector applied ended, and the transfers
+        # it created: the next batch often names them (a transfer's Created
+        # can end one batch and its accounts' events begin the next).
+        self._last_batch: tuple[int, set[str]] = (-1, set())
+
+    def create_tables(self) -> None:
+        """Create the tables and the position row, if missing; renew outdated ones."""
+        self._drop_outdated_tables()
+        create_tables(self.engine, list(self.metadata.tables.values()))
+        with self.engine.connect() as db:
+            exists = db.execute(
+                select(self.positions.c.name).where(self._named)
+            ).first()
+        if exists is None:
+            # Another process may insert it first: theirs is as good as ours.
+            with (
+                contextlib.suppress(SQLAlchemyIntegrityError),
+                self.engine.begin() as db,
+            ):
+                db.execute(
+                    self.positions.insert().values(
+                        name=PROJECTION_NAME, position=0, rebuilding=False
+                    )
+                )
+
+    def _drop_outdated_tables(self) -> None:
+        """Replace derived tables an older release made without today's columns.
+
+        They hold nothing but what the log gives, so they are dropped, made
+        anew and the position rewound: the next catch-up refills them, and a
+        bank upgraded in place keeps working.
+        """
+        with self.engine.connect() as db:
+            if not self._outdated(db):
+                return
+        with self.engine.begin() as db:
+            DATABASES.get(db.dialect.name, Database).ddl_lock(db)
+            # A write first takes SQLite's lock, so a rival that also saw the
+            # old tables waits here, then finds them renewed.
+            db.execute(
+                update(self.positions)
+                .where(self._named)
+                .values(rebuilding=self.positions.c.rebuilding)
+            )
+            if not self._outdated(db):
+                return
+            db.execute(
+                update(self.positions)
+                .where(self._named)
+                .values(position=0, rebuilding=False)
+            )
+            for table in reversed(self.tables.derived):
+                table.drop(db, checkfirst=True)
+            for table in self.tables.derived:
+                table.create(db)
+
+    def _outdated(self, db: Connection) -> bool:
+        """Whether the projection has run before and a derived table is not as now."""
+        inspector = inspect(db)
+        schema = self.metadata.schema
+        if not inspector.has_table(self.positions.name, schema):
+            return False
+        for table in self.tables.derived:
+            if not inspector.has_table(table.name, schema):
+                return True
+            columns = {
+                column["name"] for column in inspector.get_columns(table.name, schema)
+            }
+            if not set(table.columns.keys()) <= columns:
+                return True
+        return False
+
+    def position(self) -> int:
+        """The notification id of the last event applied."""
+        with self.engine.connect() as db:
+            position = db.execute(
+                select(self.positions.c.position).where(self._named)
+            ).scalar_one()
+        return int(position)
+
+    def is_rebuilding(self) -> bool:
+        """Whether a rebuild was started and has not finished."""
+        with self.engine.connect() as db:
+            rebuilding = db.execute(
+                select(self.positions.c.rebuilding).where(self._named)
+            ).scalar_one()
+        return bool(rebuilding)
+
+    def catch_up(
+        self,
+        batch_size: int = BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Apply every event recorded after the position; return how many."""
+        applied = 0
+        while True:
+            position = self.position()
+            # Decoded here, before the transaction that holds the position's lock.
+            events = self.log.page(position, batch_size)
+            if not events:
+                return applied
+            if self._apply(position, events):
+                applied += len(events)
+                if progress:
+                    progress(events[-1].notification_id)
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the tables from the whole log; an interrupted rebuild resumes."""
+        if not self.is_rebuilding():
+            self.start_rebuild()
+        applied = self.catch_up(progress=progress)
+        self.finish_rebuild()
+        return applied
+
+    def start_rebuild(self) -> None:
+        """Empty the tables and rewind to the start of the log."""
+        self.create_tables()
+        with self.engine.begin() as db:
+            for table in self.tables.derived:
+                db.execute(table.delete())
+            db.execute(
+                update(self.positions)
+                .where(self._named)
+                .values(position=0, rebuilding=True)
+            )
+
+    def finish_rebuild(self) -> None:
+        """Mark the rebuild as done."""
+        with self.engine.begin() as db:
+            db.execute(
+                update(self.positions).where(self._named).values(rebuilding=False)
+            )
+
+    @property
+    def _named(self) -> Any:
+        return self.positions.c.name == PROJECTION_NAME
+
+    def _apply(self, start: int, events: Sequence[LoggedEvent]) -> bool:
+        """Apply one batch; False when another projector got there first."""
+        with self.engine.begin() as db:
+            # The compare-and-set comes first: it takes the write lock on the
+            # position row, so a rival waits, then finds the position moved.
+            claimed = db.execute(
+                update(self.positions)
+                .where(self._named)
+                .where(self.positions.c.position == start)
+                .values(position=events[-1].notification_id)
+            ).rowcount
+            if claimed != 1:
+                return False
+            last_end, last_created = self._last_batch
+            known = last_created if last_end == start else set()
+            created = self._write(db, events, known)
+        self._last_batch = (events[-1].notification_id, created)
+        return True
+
+    def _write(
+        self, db: Connection, events: Sequence[LoggedEvent], known: set[str]
+    ) -> set[str]:
+        """Apply a batch (given transfers known to exist); return those it created."""
+        sealer = self.sealer
+        rows, transfers, holds = self._rows_of(db, events, known)
+        lines: list[dict[str, Any]] = []
+        for notification_id, domain_event in events:
+            if not isinstance(domain_event, Account.Event):
+                if isinstance(domain_event, Transfer.Created):
+                    transfers.create(domain_event, notification_id, sealer)
+                elif not isinstance(domain_event, Transfer.Reversed):
+                    transfers.end_pending(domain_event)
+                # A Reversed is applied with its reversal's Created.
+                continue
+            row = rows.get(domain_event.originator_id)
+            if row is None:
+                row = rows[domain_event.originator_id] = new_row(domain_event, sealer)
+            row.changed = True
+            if isinstance(domain_event, Account.TransferSent):
+                if domain_event.transfer_id not in transfers.known:
+                    # Made before Transfer aggregates: only its halves tell of it.
+                    legacy = legacy_row(
+                        domain_event, row.values, notification_id, sealer
+                    )
+                    transfers.add(legacy, loaded=False)
+            elif isinstance(domain_event, HOLD_EVENTS):
+                holds.apply(row.values, domain_event)
+            line = statement_line(row.values, domain_event, notification_id)
+            line["reference"] = sealer.seal(line["reference"])
+            line["metadata"] = sealer.seal_metadata(line["metadata"])
+            lines.append(line)
+        _save(db, self.accounts, "account_id", rows.values())
+        _save(db, self.transfers, "transfer_id", transfers.rows.values())
+        holds.save(db, self.holds)
+        if lines:
+            db.execute(self.statement_lines.insert(), lines)
+        return {tid for tid, row in transfers.rows.items() if row.is_new}
+
+    def _rows_of(
+        self, db: Connection, events: Sequence[LoggedEvent], known: set[str]
+    ) -> tuple[dict[UUID, Row], TransferRows, HoldRows]:
+        """The stored rows of the accounts, transfers and holds a batch names.
+
+        Of a transfer the batch creates, nothing is read; of one whose half it
+        records, only whether it has a row.
+        """
+        accounts: set[UUID] = set()
+        ending: set[UUID] = set()  # the streams of pending transfers that end
+        halves: set[str] = set()
+        holds: set[str] = set()
+        originals: set[str] = set()
+        created: set[str] = set()
+        for _, domain_event in events:
+            if isinstance(domain_event, Account.Event):
+                accounts.add(domain_event.originator_id)
+                if isinstance(domain_event, Account.TransferSent):
+                    halves.add(domain_event.transfer_id)
+                elif isinstance(domain_event, HOLD_EVENTS):
+                    holds.add(domain_event.transfer_id)
+            elif isinstance(domain_event, Transfer.Created):
+                created.add(domain_event.transfer_id)
+                if domain_event.reverses_transfer_id is not None:
+                    originals.add(domain_event.reverses_transfer_id)
+            elif not isinstance(domain_event, Transfer.Reversed):
+                ending.add(domain_event.originator_id)
+        table = self.accounts
+        rows = {
+            UUID(values["aggregate_id"]): Row(values)
+            for values in _select_in(
+                db, select(table), table.c.aggregate_id, map(str, accounts)
+            )
+        }
+        transfers = TransferRows(known=set(known))
+        table = self.transfers
+        query = select(table).where(is_pending(table))
+        for values in _select_in(db, query, table.c.aggregate_id, map(str, ending)):
+            transfers.add(values, loaded=True)
+        for values in _select_in(
+            db, select(table), table.c.transfer_id, originals - created
+        ):
+            transfers.add(values, loaded=True)
+        query = select(table.c.transfer_id)
+        unknown = halves - created - transfers.known
+        for values in _select_in(db, query, table.c.transfer_id, unknown):
+            transfers.known.add(values["transfer_id"])
+        placed = HoldRows()
+        table = self.holds
+        for values in _select_in(db, select(table), table.c.transfer_id, holds):
+            key = (values["transfer_id"], values["account_id"])
+            placed.rows[key] = values
+            placed.stored.add(key)
+        return rows, transfers, placed
+
+
+def _select_in(
+    db: Connection, query: Select[Any], column: Any, keys: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The query's rows whose column is one of the keys, asked 500 at a time."""
+    keys = list(keys)
+    rows: list[dict[str, Any]] = []
+    for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500)):
+        result = db.execute(query.where(column.in_(chunk)))
+        rows.extend(dict(values) for values in result.mappings())
+    return rows
+
+
+def _save(db: Connection, table: Table, key: str, rows: Iterable[Row]) -> None:
+    """Insert the new rows and update the changed ones, each set in one statement."""
+    inserts = []
+    updates = []
+    for row in rows:
+        if row.is_new:
+            inserts.append(row.values)
+        elif row.changed:
+            updates.append({**row.values, "key": row.values[key]})
+    if inserts:
+        db.execute(table.insert(), inserts)
+    if updates:
+        db.execute(update(table).where(table.c[key] == bindparam("key")), updates)
