@@ -8,6 +8,7 @@ import functools
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
@@ -47,23 +48,71 @@ from bank.domain import (
     project_account,
 )
 from bank.eventlog import EventLog
+from bank.groupcommit import GroupCommit
 from bank.idempotency import (
     IdempotencyKey,
     IdempotencyKeyReusedError,
     IdempotencyRecord,
 )
+from bank.persistence import SqlRecorder
 from bank.settings import Tuning, check_stored_events_are_readable, make_safe
 from bank.transfers import Transfer as TransferAggregate
 from bank.transfers import TransferNotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from eventsourcing.application import ProjectorFunction
     from eventsourcing.domain import Aggregate
     from eventsourcing.utils import Environment, EnvType
 
 logger = logging.getLogger(__name__)
+
+
+class _LostRaceError(Exception):
+    """A command's save lost a write race; the accounts it would have opened."""
+
+    def __init__(self, opened: Sequence[Account]) -> None:
+        super().__init__("lost a write race")
+        self.opened = opened
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What one attempt of some commands decided to record."""
+
+    app: BankApplication
+    changed: list[Aggregate]
+    record: IdempotencyRecord | None
+    results: list[CommandResult]
+    opened: list[Account]
+
+    @property
+    def keys(self) -> list[UUID]:
+        """The aggregates it changes."""
+        return [aggregate.id for aggregate in self.changed]
+
+    def staged(self) -> list[tuple[UUID, Aggregate]]:
+        """Each changed aggregate as it will be once written (no pending events)."""
+        staged = []
+        for aggregate in self.changed:
+            after = copy.deepcopy(aggregate)
+            after.collect_events()
+            staged.append((aggregate.id, after))
+        return staged
+
+    def written(self) -> list[tuple[UUID, Aggregate]]:
+        """Each changed aggregate, once written (its events collected by save)."""
+        return [(aggregate.id, aggregate) for aggregate in self.changed]
+
+    def write(self) -> list[CommandResult]:
+        """Save the events and the idempotency record, all or none."""
+        self.app._saved(self)  # the application's own helper
+        return self.results
+
+    def abandon(self) -> BaseException:
+        """Retry: it built on a command whose write failed."""
+        return _LostRaceError(self.opened)
 
 
 class BankApplication(Application[UUID]):
@@ -90,6 +139,19 @@ class BankApplication(Application[UUID]):
         self.snapshotting_intervals = {Account: interval} if interval > 0 else {}  # type: ignore[misc]
         self.max_attempts = tuning.max_attempts
         self.default_currency = tuning.default_currency
+        self.group_commit = self._group_commit(tuning.group_commit_max_size)
+
+    def _group_commit(self, max_size: int) -> GroupCommit[UUID, Aggregate] | None:
+        recorder = self.recorder
+        if max_size == 0 or not isinstance(recorder, SqlRecorder):
+            return None
+        return GroupCommit(
+            recorder.deferred_transaction,
+            recorder.savepoint,
+            publish=self._cache_saved,
+            discard=self._evict,
+            max_size=max_size,
+        )
 
     @functools.cached_property
     def event_log(self) -> EventLog:
@@ -259,38 +321,73 @@ class BankApplication(Application[UUID]):
         # account is decided again on the stored one before it is reported.
         trust_cache = True
         for attempt in range(1, self.max_attempts + 1):
-            accounts = Accounts(
-                self.load_account,
-                self.cached_account if trust_cache else None,
-                load_transfer=self.load_transfer,
-                default_currency=self.default_currency,
-            )
             try:
-                results = self._run(commands, accounts)
-            except BankError:
-                if not accounts.used_cache:
-                    raise
-                trust_cache = False
-                continue
-            changed = accounts.changed()
-            record = idempotency.record(results) if idempotency else None
-            try:
-                self.save(*changed, record)
-            except RecordConflictError:
+                return self._write(
+                    functools.partial(self._attempt, commands, idempotency, trust_cache)
+                )
+            except _LostRaceError as lost:
                 if idempotency and (replayed := self._replay(idempotency)):
                     return replayed
-                self._raise_if_already_opened(accounts.opened)
-                # Another writer saved one of these accounts first: reload and
-                # decide again, so rules are checked against the latest balance.
+                self._raise_if_already_opened(lost.opened)
+                # Another writer saved one of these accounts first: decide
+                # again on the stored state, so rules see the latest balance.
                 logger.debug("write conflict, attempt %d", attempt)
-                self._forget_cached(changed)
                 trust_cache = False
                 if attempt < self.max_attempts:
                     time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
-            else:
-                self._remember_saved(changed)
-                return results
         raise ConcurrencyError(self.max_attempts)
+
+    def _write(self, job: Callable[[], _Decided]) -> list[CommandResult]:
+        group = self.group_commit
+        if group is None or cast("SqlRecorder", self.recorder).in_transaction():
+            return job().write()
+        return group.run(job)
+
+    def _attempt(
+        self,
+        commands: Sequence[Command],
+        idempotency: IdempotencyKey | None,
+        trust_cache: bool,
+    ) -> _Decided:
+        """Decide once what the commands record (a refusal raises)."""
+        accounts = self._accounts(trust_cache=trust_cache)
+        try:
+            results = self._run(commands, accounts)
+        except Exception:  # decided again on the stored state
+            # A refusal decided on a cached copy is decided again on the store;
+            # so is any other failure there (a copy older than the transfer
+            # it is asked to post, say).
+            if not accounts.used_cache:
+                raise
+            accounts = self._accounts(trust_cache=False)
+            results = self._run(commands, accounts)
+        return _Decided(
+            self,
+            accounts.changed(),
+            idempotency.record(results) if idempotency else None,
+            results,
+            accounts.opened,
+        )
+
+    def _saved(self, decided: _Decided) -> None:
+        """Write a decision; _LostRaceError if another writer saved first."""
+        try:
+            self.save(*decided.changed, decided.record)
+        except BaseException as error:
+            self._evict(decided.keys)
+            if isinstance(error, RecordConflictError):
+                raise _LostRaceError(decided.opened) from error
+            raise
+        if self.group_commit is None:
+            self._cache_saved(decided.written())
+
+    def _accounts(self, *, trust_cache: bool) -> Accounts:
+        return Accounts(
+            self.load_account,
+            self.cached_account if trust_cache else None,
+            load_transfer=self.load_transfer,
+            default_currency=self.default_currency,
+        )
 
     def execute_batch(
         self, commands: Sequence[Command], *, idempotency_key: str | None = None
@@ -314,25 +411,41 @@ class BankApplication(Application[UUID]):
                 raise
         return results
 
-    def _forget_cached(self, stale: Sequence[Aggregate]) -> None:
+    def _evict(self, aggregate_ids: Iterable[UUID]) -> None:
         if self.repository.cache is not None:
-            for account in stale:
+            for aggregate_id in aggregate_ids:
                 with contextlib.suppress(KeyError):
-                    self.repository.cache.get(account.id, evict=True)
+                    self.repository.cache.get(aggregate_id, evict=True)
 
-    def _remember_saved(self, saved: Sequence[Aggregate]) -> None:
-        if self.repository.cache is not None:
-            for account in saved:
-                self.repository.cache.put(account.id, account)
+    def _cache_saved(self, saved: Iterable[tuple[UUID, Aggregate]]) -> None:
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate_id, aggregate in saved:
+            try:
+                cached = cache.get(aggregate_id)
+            except KeyError:
+                cached = None
+            # Never put back an older copy than the one cached (a query in
+            # another thread may have cached a newer one meanwhile).
+            if cached is None or cached.version < aggregate.version:
+                cache.put(aggregate_id, aggregate)
 
     def cached_account(self, account_id: str) -> Account | None:
-        """A private copy of the account as this process last saw it, if cached."""
+        """A private copy of the account as this process last saw it, if cached.
+
+        Inside a group commit, that is as an earlier command of the group left it.
+        """
         if self.repository.cache is None:
             return None
-        try:
-            cached = self.repository.cache.get(Account.create_id(account_id))
-        except KeyError:
-            return None
+        aggregate_id = Account.create_id(account_id)
+        group = self.group_commit
+        cached: object = group.staged(aggregate_id) if group is not None else None
+        if cached is None:
+            try:
+                cached = self.repository.cache.get(aggregate_id)
+            except KeyError:
+                return None
         return cast("Account", copy.deepcopy(cached))
 
     def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
@@ -396,10 +509,14 @@ class BankApplication(Application[UUID]):
             transfer_id
         ):
             raise TransferNotFoundError(str(transfer_id)[:100])
+        aggregate_id = TransferAggregate.create_id(transfer_id)
+        group = self.group_commit
+        staged = group.staged(aggregate_id) if group is not None else None
+        if staged is not None:
+            # Made or changed by an earlier command of this group commit.
+            return cast("TransferAggregate", copy.deepcopy(staged))
         try:
-            transfer: TransferAggregate = self.repository.get(
-                TransferAggregate.create_id(transfer_id)
-            )
+            transfer: TransferAggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise TransferNotFoundError(transfer_id) from None
         return transfer

@@ -7,11 +7,13 @@ are the accounts' events and the transfers' own; idempotency records are not.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 from eventsourcing.utils import get_topic
 
 from bank.domain import ACCOUNT_EVENT_TYPES, Account
+from bank.persistence.base import LOG_START, LogPosition, SqlApplicationRecorder
 from bank.transfers import TRANSFER_EVENT_TYPES, Transfer
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 PAGE_SIZE = 1000
+SETTLE_SECONDS = 5.0  # the longest a query waits for older commits to land
 ACCOUNT_TOPICS = tuple(get_topic(cls) for cls in ACCOUNT_EVENT_TYPES.values())
 TRANSFER_TOPICS = tuple(get_topic(cls) for cls in TRANSFER_EVENT_TYPES.values())
 LEDGER_TOPICS = ACCOUNT_TOPICS + TRANSFER_TOPICS
@@ -28,67 +31,124 @@ LedgerEvent: TypeAlias = Account.Event | Transfer.Event
 
 
 class LoggedEvent(NamedTuple):
-    """A ledger event and its position in the log (its notification id)."""
+    """A ledger event and its position in the log."""
 
-    notification_id: int
+    position: LogPosition
     event: LedgerEvent
+
+    @property
+    def notification_id(self) -> int:
+        """The event's notification id (its row's number, not its place in order)."""
+        return self.position.notification_id
 
 
 class EventLog:
-    """An application's notification log, read as ledger events."""
+    """An application's notification log, read as ledger events.
+
+    On this package's recorders the log is read in LogPosition order, which
+    never passes an event that commits late; on others (the in-memory store),
+    by notification id, which their writers commit in order.
+    """
 
     def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[Any]) -> None:
         self.recorder = recorder
         self.mapper = mapper
+        self._log = recorder if isinstance(recorder, SqlApplicationRecorder) else None
 
-    def head(self) -> int:
-        """The notification id of the last event recorded (0 for an empty log)."""
-        return self.recorder.max_notification_id() or 0
+    def head(self) -> LogPosition:
+        """The position of the last event that can be read now (LOG_START if none)."""
+        if self._log is not None:
+            return self._log.log_head()
+        return LogPosition(0, self.recorder.max_notification_id() or 0)
+
+    def latest(self) -> Notification | None:
+        """The stored event with the highest id (of any kind), undecoded."""
+        head = self.recorder.max_notification_id()
+        if head is None:
+            return None
+        notifications = self.recorder.select_notifications(head, 1)
+        return notifications[0] if notifications else None
+
+    def settled_head(self) -> LogPosition:
+        """The head once every event committed before now can be read."""
+        self.settle()
+        return self.head()
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> bool:
+        """Wait until every event committed before now can be read; False at timeout.
+
+        Read-your-writes: a query that follows a command waits here for any
+        older transaction still committing, whose events come first in the log.
+        """
+        if self._log is None:
+            return True
+        horizon = self._log.log_horizon()
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while not self._log.log_settled(horizon):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        return True
 
     def page(
         self,
-        after: int,
+        after: LogPosition,
         limit: int = PAGE_SIZE,
         *,
-        stop: int | None = None,
+        stop: LogPosition | None = None,
         topics: Sequence[str] = LEDGER_TOPICS,
     ) -> list[LoggedEvent]:
         """Up to `limit` events after position `after` (up to `stop`), in order."""
         return [
-            self._decoded(notification)
-            for notification in self._select(after, limit, stop, topics)
+            self._decoded(position, notification)
+            for position, notification in self._select(after, limit, stop, topics)
         ]
 
     def events(
         self,
-        after: int = 0,
-        stop: int | None = None,
+        after: LogPosition = LOG_START,
+        stop: LogPosition | None = None,
         *,
         topics: Sequence[str] = LEDGER_TOPICS,
         stream: UUID | None = None,
     ) -> Iterator[LoggedEvent]:
-        """Every event after `after` up to `stop` (default: the head when asked).
+        """Every event after `after` up to `stop` (default: the settled head).
 
         With `stream`, only that aggregate's events, which are the only ones
         decoded.
         """
-        stop = self.head() if stop is None else stop
+        stop = self.settled_head() if stop is None else stop
         while after < stop:
-            notifications = self._select(after, PAGE_SIZE, stop, topics)
-            if not notifications:
+            selected = self._select(after, PAGE_SIZE, stop, topics)
+            if not selected:
                 return
-            after = notifications[-1].id
-            for notification in notifications:
+            after = selected[-1][0]
+            for position, notification in selected:
                 if stream is None or notification.originator_id == stream:
-                    yield self._decoded(notification)
+                    yield self._decoded(position, notification)
 
     def _select(
-        self, after: int, limit: int, stop: int | None, topics: Sequence[str]
-    ) -> Sequence[Notification]:
-        return self.recorder.select_notifications(
-            after, limit, stop=stop, topics=topics, inclusive_of_start=False
+        self,
+        after: LogPosition,
+        limit: int,
+        stop: LogPosition | None,
+        topics: Sequence[str],
+    ) -> Sequence[tuple[LogPosition, Notification]]:
+        if self._log is not None:
+            return self._log.select_log(after, limit, up_to=stop, topics=topics)
+        notifications = self.recorder.select_notifications(
+            after.notification_id,
+            limit,
+            stop=None if stop is None else stop.notification_id,
+            topics=topics,
+            inclusive_of_start=False,
         )
+        return [(LogPosition(0, n.id), n) for n in notifications]
 
-    def _decoded(self, notification: Notification) -> LoggedEvent:
+    def _decoded(
+        self, position: LogPosition, notification: Notification
+    ) -> LoggedEvent:
         event = cast("LedgerEvent", self.mapper.to_domain_event(notification))
-        return LoggedEvent(notification.id, event)
+        return LoggedEvent(position, event)

@@ -29,6 +29,7 @@ SQLITE_BUSY_TIMEOUT_SECONDS = "15"
 SNAPSHOT_INTERVAL = "SNAPSHOT_INTERVAL"
 COMMAND_MAX_ATTEMPTS = "COMMAND_MAX_ATTEMPTS"
 DEFAULT_CURRENCY = "DEFAULT_CURRENCY"
+GROUP_COMMIT_MAX_SIZE = "GROUP_COMMIT_MAX_SIZE"
 
 
 class ConfigurationError(Exception):
@@ -37,15 +38,20 @@ class ConfigurationError(Exception):
 
 @dataclass(frozen=True)
 class Tuning:
-    """Snapshots, retries of lost write races, and the currency of new accounts."""
+    """Snapshots, retries, the currency of new accounts, and group commit."""
 
     snapshot_interval: int
     max_attempts: int
     default_currency: str
+    group_commit_max_size: int
 
     @classmethod
     def of(cls, environment: Mapping[str, str]) -> Tuning:
-        """Read SNAPSHOT_INTERVAL (0: never), COMMAND_MAX_ATTEMPTS, DEFAULT_CURRENCY."""
+        """Read SNAPSHOT_INTERVAL (0: never), COMMAND_MAX_ATTEMPTS, DEFAULT_CURRENCY.
+
+        And GROUP_COMMIT_MAX_SIZE: how many concurrent commands may share one
+        transaction (0: each commits on its own).
+        """
         currency = environment.get(DEFAULT_CURRENCY) or domain.DEFAULT_CURRENCY
         try:
             domain.check_currency(currency)
@@ -58,6 +64,9 @@ class Tuning:
             snapshot_interval=int(environment.get(SNAPSHOT_INTERVAL) or "100"),
             max_attempts=max(1, int(environment.get(COMMAND_MAX_ATTEMPTS) or "30")),
             default_currency=currency,
+            group_commit_max_size=max(
+                0, int(environment.get(GROUP_COMMIT_MAX_SIZE) or "64")
+            ),
         )
 
 
@@ -112,14 +121,16 @@ def check_stored_events_are_readable(log: EventLog) -> None:
     # A wrong or missing cipher key must stop the bank at start-up, not
     # surface later as failures in the middle of serving requests.
     try:
-        head = log.head()
+        latest = log.latest()
     except (OperationalError, InterfaceError):
         # Unreachable now: health checks report it, and nothing can be
         # misread before it is reachable again.
         logger.warning("database unreachable at start-up", exc_info=True)
         return
+    if latest is None:
+        return
     try:
-        log.page(head - 1, limit=1, topics=())  # the latest event, of any kind
+        log.mapper.to_domain_event(latest)
     except MapperDeserialisationError as error:
         encrypted = "with" if log.mapper.cipher else "without"
         raise ConfigurationError(

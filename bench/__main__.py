@@ -15,7 +15,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from bank import BankApplication
-from bench import b1_database_limit, b2_history, b3_http, b4_batch, b5_cold_load
+from bench import (
+    b1_database_limit,
+    b2_history,
+    b3_http,
+    b4_batch,
+    b5_cold_load,
+    b6_scale_out,
+)
 from bench.report import Row, context_line, print_report
 from bench.sizes import FULL, SMOKE
 from bench.stores import sqlite_url
@@ -31,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Row]]] = {
     "B3": b3_http.run,
     "B4": b4_batch.run,
     "B5": b5_cold_load.run,
+    "B6": b6_scale_out.run,
 }
 
 

@@ -9,14 +9,14 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import perf_counter
-from typing import TYPE_CHECKING
+from time import perf_counter, process_time
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from bank import BankApplication
-from bench.measure import per_second, rate_text, ratio_text
+from bench.measure import per_second, rate_text, ratio_text, us_text
 from bench.report import Row, judged
 from bench.stores import (
     POSTGRES_URL,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from bench.sizes import Sizes
 
 TARGET_RATIO = 0.5
+TARGET_CPU_SECONDS = 150e-6
 ROUNDS = 5
 # A row like one of the bank's Deposited events: its topic and a state blob of
 # about the same size (the bank's own are ~100-170 bytes).
@@ -46,26 +47,57 @@ def run(sizes: Sizes) -> list[Row]:
     return [*sqlite_rows(sizes.b1_commands), *postgres_rows(sizes.b1_commands)]
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One loop's wall-clock time and this process's CPU time over it (seconds)."""
+
+    seconds: float
+    cpu_seconds: float
+
+
+class Stopwatch:
+    """Wall-clock and process CPU time from its start (all threads, user + system)."""
+
+    def __init__(self) -> None:
+        self.start = perf_counter()
+        self.cpu_start = process_time()
+
+    def stop(self) -> Timing:
+        """The times since the start."""
+        return Timing(perf_counter() - self.start, process_time() - self.cpu_start)
+
+
 @dataclass
 class Race:
     """Two loops timed in alternating rounds, so drift in the machine hits both."""
 
     bank_seconds: list[float] = field(default_factory=list)
     raw_seconds: list[float] = field(default_factory=list)
+    bank_cpu_seconds: list[float] = field(default_factory=list)
+    raw_cpu_seconds: list[float] = field(default_factory=list)
 
     def run(
         self,
         count: int,
-        bank_loop: Callable[[int], float],
-        raw_loop: Callable[[int], float],
+        bank_loop: Callable[[int], Timing],
+        raw_loop: Callable[[int], Timing],
     ) -> Race:
         """Time `count` operations of each, in ROUNDS alternating rounds."""
         per_round = max(1, count // ROUNDS)
         for _ in range(ROUNDS):
-            self.bank_seconds.append(bank_loop(per_round))
-            self.raw_seconds.append(raw_loop(per_round))
+            bank = bank_loop(per_round)
+            raw = raw_loop(per_round)
+            self.bank_seconds.append(bank.seconds)
+            self.bank_cpu_seconds.append(bank.cpu_seconds)
+            self.raw_seconds.append(raw.seconds)
+            self.raw_cpu_seconds.append(raw.cpu_seconds)
         self.per_round = per_round
         return self
+
+    def cpu_per_operation(self) -> tuple[float, float]:
+        """Process CPU seconds per deposit and per raw insert, over all rounds."""
+        total = self.per_round * len(self.bank_seconds)
+        return sum(self.bank_cpu_seconds) / total, sum(self.raw_cpu_seconds) / total
 
     def rates(self) -> tuple[float, float, float]:
         """Bank ops/s, raw ops/s (over all rounds), and the median round's ratio."""
@@ -94,17 +126,22 @@ def sqlite_rows(count: int) -> list[Row]:
         finally:
             app.close()
     deposits, raw, ratio = race.rates()
+    bank_cpu_row, raw_cpu_row = cpu_rows(
+        "B1a", "SQLite", race, "app + library + driver + SQLite's engine", "sqlite3"
+    )
     how = (
         "the app's" if probed is not None else "SQLite's default; the app's unreadable"
     )
     return [
         Row("B1a", f"SQLite: {count:,} deposits on one account", rate_text(deposits)),
+        bank_cpu_row,
         Row(
             "B1a",
             f"SQLite: raw sqlite3 inserts, WAL, one row per transaction, "
             f"synchronous={synchronous_name(synchronous)} ({how})",
             rate_text(raw),
         ),
+        raw_cpu_row,
         judged(
             "B1a",
             "SQLite: deposits/s ÷ raw inserts/s "
@@ -140,16 +177,21 @@ def postgres_rows(count: int) -> list[Row]:
         finally:
             app.close()
     deposits, raw, ratio = race.rates()
+    bank_cpu_row, raw_cpu_row = cpu_rows(
+        "B1b", "PostgreSQL", race, "app + library + driver", "psycopg"
+    )
     return [
         Row(
             "B1b", f"PostgreSQL: {count:,} deposits on one account", rate_text(deposits)
         ),
+        bank_cpu_row,
         Row(
             "B1b",
             f"PostgreSQL: raw psycopg INSERT + COMMIT, one row per transaction, "
             f"synchronous_commit={synchronous_commit}",
             rate_text(raw),
         ),
+        raw_cpu_row,
         judged(
             "B1b",
             "PostgreSQL: deposits/s ÷ raw inserts/s "
@@ -161,17 +203,39 @@ def postgres_rows(count: int) -> list[Row]:
     ]
 
 
-def deposit_loop(app: BankApplication) -> Callable[[int], float]:
+def cpu_rows(
+    row_id: str, database: str, race: Race, what: str, driver: str
+) -> tuple[Row, Row]:
+    """Process CPU time per deposit, held to its target; the raw loop's alongside."""
+    bank_cpu, raw_cpu = race.cpu_per_operation()
+    return (
+        judged(
+            row_id,
+            f"{database}: CPU per deposit (ours, in-process: {what}; "
+            f"process_time over the deposit loop)",
+            us_text(bank_cpu),
+            f"≤ {us_text(TARGET_CPU_SECONDS)}",
+            bank_cpu <= TARGET_CPU_SECONDS,
+        ),
+        Row(
+            row_id,
+            f"{database}: CPU per raw insert (raw {driver} loop, same measure)",
+            us_text(raw_cpu),
+        ),
+    )
+
+
+def deposit_loop(app: BankApplication) -> Callable[[int], Timing]:
     """Open one account; return a loop timing n deposits of 1 cent into it."""
     account_id = app.open_account("b1@example.com")
     deposited = 0
 
-    def deposits(n: int) -> float:
+    def deposits(n: int) -> Timing:
         nonlocal deposited
-        start = perf_counter()
+        stopwatch = Stopwatch()
         for _ in range(n):
             app.deposit(account_id, 1)
-        elapsed = perf_counter() - start
+        elapsed = stopwatch.stop()
         deposited += n
         balance = app.get_balance(account_id)
         if balance != deposited:
@@ -212,10 +276,10 @@ class RawSqlite:
     def __exit__(self, *_: object) -> None:
         self.connection.close()
 
-    def __call__(self, n: int) -> float:
+    def __call__(self, n: int) -> Timing:
         """Time n one-row transactions."""
         insert = INSERT.format("events", p="?")
-        start = perf_counter()
+        stopwatch = Stopwatch()
         for _ in range(n):
             self.version += 1
             self.connection.execute("BEGIN")
@@ -223,7 +287,28 @@ class RawSqlite:
                 insert, (self.originator_id, self.version, EVENT_TOPIC, EVENT_STATE)
             )
             self.connection.execute("COMMIT")
-        return perf_counter() - start
+        return stopwatch.stop()
+
+
+def create_postgres_events_table(
+    connection: psycopg.Connection[Any], schema: str
+) -> sql.Identifier:
+    """A table in the schema shaped like the bank's events table; its name."""
+    table = sql.Identifier(schema, "events")
+    connection.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id BIGSERIAL PRIMARY KEY,"
+            " originator_id UUID NOT NULL, originator_version BIGINT NOT NULL,"
+            " topic TEXT NOT NULL, state BYTEA NOT NULL)"
+        ).format(table)
+    )
+    connection.execute(
+        sql.SQL(
+            "CREATE UNIQUE INDEX events_aggregate ON {}"
+            " (originator_id, originator_version)"
+        ).format(table)
+    )
+    return table
 
 
 class RawPostgres:
@@ -233,20 +318,7 @@ class RawPostgres:
         self.connection = psycopg.connect(libpq_url(POSTGRES_URL))
         shown = self.connection.execute("SHOW synchronous_commit").fetchone()
         self.synchronous_commit = str(shown[0]) if shown else "unknown"
-        self.table = sql.Identifier(schema, "events")
-        self.connection.execute(
-            sql.SQL(
-                "CREATE TABLE {} (id BIGSERIAL PRIMARY KEY,"
-                " originator_id UUID NOT NULL, originator_version BIGINT NOT NULL,"
-                " topic TEXT NOT NULL, state BYTEA NOT NULL)"
-            ).format(self.table)
-        )
-        self.connection.execute(
-            sql.SQL(
-                "CREATE UNIQUE INDEX events_aggregate ON {}"
-                " (originator_id, originator_version)"
-            ).format(self.table)
-        )
+        self.table = create_postgres_events_table(self.connection, schema)
         self.connection.commit()
         self.originator_id = uuid.uuid4()
         self.version = 0
@@ -257,14 +329,14 @@ class RawPostgres:
     def __exit__(self, *_: object) -> None:
         self.connection.close()
 
-    def __call__(self, n: int) -> float:
+    def __call__(self, n: int) -> Timing:
         """Time n one-row transactions."""
         insert = sql.SQL(INSERT.format("{}", p="%s")).format(self.table)
-        start = perf_counter()
+        stopwatch = Stopwatch()
         for _ in range(n):
             self.version += 1
             self.connection.execute(
                 insert, (self.originator_id, self.version, EVENT_TOPIC, EVENT_STATE)
             )
             self.connection.commit()
-        return perf_counter() - start
+        return stopwatch.stop()

@@ -1,77 +1,187 @@
-"""B3: deposits over HTTP against a no-op Flask endpoint served the same way."""
+"""B3: deposits over HTTP against a no-op Flask endpoint served the same way.
+
+The bank is served on SQLite (B3a) and on PostgreSQL (B3b), the no-op app once;
+each is driven by 8 and then by 32 keep-alive clients, and each bank load is
+held to the no-op's at the same number of clients.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bench.http_load import call, drive, json_body, running_server
+from bank import BankApplication
+from bench.http_load import call, drive, health_once, json_body, running_server
 from bench.measure import ms_text, percentile, rate_text, ratio_text
 from bench.report import Row, judged
-from bench.stores import sqlite_url
+from bench.stores import POSTGRES_URL, postgres_schema, sqlite_url
 from cli.serve import gunicorn_argv
-from web.testing import HOST, ServerError, free_port
+from web.testing import HOST, ServerError, free_port, postgres_unreachable_reason
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from bench.http_load import LoadResult
     from bench.sizes import Sizes
 
-CLIENTS = 8
+CLIENT_COUNTS = (8, 32)
+P99_CLIENTS = 8  # the client count the p99 target is for
 WORKERS = 2
 THREADS = 4
 NOOP_APP_FACTORY = "bench.noop_app:create_app()"
 TARGET_RATIO = 0.5
 TARGET_P99_SECONDS = 0.025
+# Fresh connections to GET /api/health, to hear from every worker at least once.
+HEALTH_ATTEMPTS = 50
+NO_GROUP_COMMITS = "n/a (server does not report group commits)"
+GROUP_COMMIT_OFF = "n/a (server reports group commit off)"
+# Where GET /api/health may name the worker that answered.
+PID_FIELDS = (("answer", "pid"), ("answer", "worker_pid"), ("group_commit", "pid"))
+
+
+@dataclass(frozen=True)
+class GroupCommits:
+    """One worker's group-commit counters, as GET /api/health reports them."""
+
+    transactions: int
+    commands: int
+
+
+@dataclass(frozen=True)
+class BankLoad:
+    """One timed load of the bank, and the group commits its workers made meanwhile."""
+
+    result: LoadResult
+    mean_group_size: str
 
 
 def run(sizes: Sizes) -> list[Row]:
     """Throughput and latency of the bank's API, and of a no-op app, under load."""
+    seconds = sizes.b3_seconds
     with tempfile.TemporaryDirectory(prefix="bench-b3-") as directory:
-        bank = load_bank(Path(directory), sizes.b3_seconds)
-        noop = load_noop(Path(directory), sizes.b3_seconds)
-    ratio = bank.requests_per_second / noop.requests_per_second
-    p99 = percentile(bank.latencies, 0.99)
-    setup = f"{CLIENTS} keep-alive clients, {WORKERS} workers x {THREADS} threads"
-    return [
-        Row(
-            "B3",
-            f"bank: deposits over HTTP, SQLite ({setup}, {bank.seconds:.1f} s)",
-            rate_text(bank.requests_per_second),
-        ),
-        Row(
-            "B3",
-            "no-op Flask JSON endpoint, same server and clients",
-            rate_text(noop.requests_per_second),
-        ),
-        judged(
-            "B3",
-            "bank ÷ no-op throughput",
-            ratio_text(ratio),
-            f"≥ {TARGET_RATIO}",
-            ratio >= TARGET_RATIO,
-        ),
-        Row("B3", "bank p50 latency", ms_text(percentile(bank.latencies, 0.5))),
-        judged(
-            "B3",
-            "bank p99 latency",
-            ms_text(p99),
-            f"< {ms_text(TARGET_P99_SECONDS)}",
-            p99 < TARGET_P99_SECONDS,
-        ),
-        Row(
-            "B3",
-            "no-op p50 / p99 latency (what the server and clients cost alone)",
-            f"{ms_text(percentile(noop.latencies, 0.5))} / "
-            f"{ms_text(percentile(noop.latencies, 0.99))}",
-        ),
-        judged("B3", "non-2xx responses (bank and no-op)", "0", "0", passed=True),
-    ]
+        path = Path(directory)
+        noop = load_noop(path, seconds)
+        sqlite = load_bank(path, "sqlite", sqlite_url(path / "bank.db"), {}, seconds)
+        reason = postgres_unreachable_reason(POSTGRES_URL)
+        postgres = None if reason is not None else load_postgres(path, seconds)
+    rows = noop_rows(noop)
+    rows += bank_rows("B3a", "SQLite", sqlite, noop)
+    if postgres is None:
+        rows.append(
+            Row(
+                "B3b",
+                f"PostgreSQL: bank ÷ no-op throughput, p99; skipped: {reason}",
+                "-",
+                f"≥ {TARGET_RATIO}; < {ms_text(TARGET_P99_SECONDS)}",
+                "SKIP",
+            )
+        )
+    else:
+        rows += bank_rows("B3b", "PostgreSQL", postgres, noop)
+    rows.append(
+        judged("B3", "non-2xx responses (bank and no-op)", "0", "0", passed=True)
+    )
+    return rows
 
 
-def load_bank(directory: Path, seconds: float) -> LoadResult:
-    """`bank serve` on a fresh SQLite file; each client pays into its own account."""
+def setup_text(clients: int) -> str:
+    """How the server is run and driven."""
+    return f"{clients} keep-alive clients, {WORKERS} workers x {THREADS} threads"
+
+
+def noop_rows(noop: dict[int, LoadResult]) -> list[Row]:
+    """The no-op's throughput and latency at each client count."""
+    rows = []
+    for clients, result in noop.items():
+        rows += [
+            Row(
+                "B3",
+                f"no-op Flask JSON endpoint, same server ({setup_text(clients)}, "
+                f"{result.seconds:.1f} s)",
+                rate_text(result.requests_per_second),
+            ),
+            Row(
+                "B3",
+                f"no-op, {clients} clients: p50 / p99 latency "
+                f"(what the server and clients cost alone)",
+                f"{ms_text(percentile(result.latencies, 0.5))} / "
+                f"{ms_text(percentile(result.latencies, 0.99))}",
+            ),
+        ]
+    return rows
+
+
+def bank_rows(
+    row_id: str,
+    database: str,
+    bank: dict[int, BankLoad],
+    noop: dict[int, LoadResult],
+) -> list[Row]:
+    """The bank's throughput against the no-op's, its latency and group size."""
+    rows = []
+    for clients, load in bank.items():
+        result = load.result
+        ratio = result.requests_per_second / noop[clients].requests_per_second
+        p99 = percentile(result.latencies, 0.99)
+        where = f"{database}, {clients} clients"
+        rows += [
+            Row(
+                row_id,
+                f"bank: deposits over HTTP, {database} ({setup_text(clients)}, "
+                f"{result.seconds:.1f} s)",
+                rate_text(result.requests_per_second),
+            ),
+            judged(
+                row_id,
+                f"{where}: bank ÷ no-op throughput",
+                ratio_text(ratio),
+                f"≥ {TARGET_RATIO}",
+                ratio >= TARGET_RATIO,
+            ),
+            Row(
+                row_id,
+                f"{where}: bank p50 latency",
+                ms_text(percentile(result.latencies, 0.5)),
+            ),
+            judged(
+                row_id,
+                f"{where}: bank p99 latency",
+                ms_text(p99),
+                f"< {ms_text(TARGET_P99_SECONDS)}",
+                p99 < TARGET_P99_SECONDS,
+            )
+            if clients == P99_CLIENTS
+            else Row(row_id, f"{where}: bank p99 latency", ms_text(p99)),
+            Row(
+                row_id,
+                f"{where}: mean group size (commands ÷ commits, from GET /api/health "
+                f"before and after)",
+                load.mean_group_size,
+            ),
+        ]
+    return rows
+
+
+def load_postgres(directory: Path, seconds: float) -> dict[int, BankLoad]:
+    """The bank on a fresh PostgreSQL schema, its tables made before it starts."""
+    with postgres_schema() as schema:
+        settings = {"SQLALCHEMY_SCHEMA": schema, "BANK_SQLALCHEMY_SCHEMA": schema}
+        BankApplication(env={"SQLALCHEMY_URL": POSTGRES_URL, **settings}).close()
+        return load_bank(directory, "postgres", POSTGRES_URL, settings, seconds)
+
+
+def load_bank(
+    directory: Path,
+    name: str,
+    url: str,
+    settings: Mapping[str, str],
+    seconds: float,
+) -> dict[int, BankLoad]:
+    """`bank serve` on the database; at each client count, each client's account."""
     port = free_port()
     argv = [
         str(Path(sys.executable).parent / "bank"),
@@ -85,25 +195,95 @@ def load_bank(directory: Path, seconds: float) -> LoadResult:
         "--threads",
         str(THREADS),
         "--db",
-        sqlite_url(directory / "bank.db"),
+        url,
     ]
-    with running_server(argv, port, directory / "bank.log"):
-        account_ids = [open_account(port, f"b3-{n}") for n in range(CLIENTS)]
-        result = drive(port, [deposit_body(a) for a in account_ids], seconds)
-        result.raise_if_failed("the bank")
-        check_balances(port, account_ids, result)
-    return result
+    loads = {}
+    env = {**os.environ, **settings}
+    with running_server(argv, port, directory / f"bank-{name}.log", env):
+        for clients in CLIENT_COUNTS:
+            account_ids = [
+                open_account(port, f"b3-{clients}-{n}") for n in range(clients)
+            ]
+            before = group_commits(port)
+            result = drive(port, [deposit_body(a) for a in account_ids], seconds)
+            after = group_commits(port)
+            result.raise_if_failed(f"the bank on {name}")
+            check_balances(port, account_ids, result)
+            loads[clients] = BankLoad(result, mean_group_size(before, after))
+    return loads
 
 
-def load_noop(directory: Path, seconds: float) -> LoadResult:
+def load_noop(directory: Path, seconds: float) -> dict[int, LoadResult]:
     """The no-op app served as `bank serve` serves the bank, driven the same way."""
     port = free_port()
     argv = gunicorn_argv(HOST, port, WORKERS, THREADS, app_factory=NOOP_APP_FACTORY)
+    loads = {}
     with running_server(argv, port, directory / "noop.log"):
-        bodies = [deposit_body(f"b3-{n}") for n in range(CLIENTS)]
-        result = drive(port, bodies, seconds)
-        result.raise_if_failed("the no-op app")
-    return result
+        for clients in CLIENT_COUNTS:
+            bodies = [deposit_body(f"b3-{n}") for n in range(clients)]
+            result = drive(port, bodies, seconds)
+            result.raise_if_failed("the no-op app")
+            loads[clients] = result
+    return loads
+
+
+def group_commits(port: int) -> dict[int, GroupCommits] | str:
+    """Each worker's group-commit counters by pid, or why there are none.
+
+    Every fresh connection is answered by one worker; ask until each of the
+    WORKERS has answered, or HEALTH_ATTEMPTS times.
+    """
+    workers: dict[int, GroupCommits] = {}
+    for _ in range(HEALTH_ATTEMPTS):
+        answer = health_once(port)
+        if "group_commit" not in answer:
+            return NO_GROUP_COMMITS
+        counters = answer["group_commit"]
+        if counters is None:
+            return GROUP_COMMIT_OFF
+        if not isinstance(counters, dict):
+            raise ServerError(f"health's group_commit is not an object: {counters!r}")
+        pid = worker_pid(answer, counters)
+        if pid is None:
+            return "n/a (health reports group commits without the worker's pid)"
+        workers[pid] = parse_group_commits(counters)
+        if len(workers) == WORKERS:
+            break
+    return workers
+
+
+def worker_pid(answer: dict[str, Any], counters: dict[str, Any]) -> int | None:
+    """The answering worker's pid, wherever health puts it."""
+    for holder, key in PID_FIELDS:
+        pid = (answer if holder == "answer" else counters).get(key)
+        if isinstance(pid, int):
+            return pid
+    return None
+
+
+def parse_group_commits(counters: dict[str, Any]) -> GroupCommits:
+    """The two counters, checked to be whole numbers."""
+    transactions, commands = counters.get("transactions"), counters.get("commands")
+    if not isinstance(transactions, int) or not isinstance(commands, int):
+        raise ServerError(f"health's group_commit is not two whole numbers: {counters}")
+    return GroupCommits(transactions, commands)
+
+
+def mean_group_size(
+    before: dict[int, GroupCommits] | str, after: dict[int, GroupCommits] | str
+) -> str:
+    """Commands per commit over the load, summed over the workers seen both times."""
+    if isinstance(before, str):
+        return before
+    if isinstance(after, str):
+        return after
+    pids = before.keys() & after.keys()
+    transactions = sum(after[p].transactions - before[p].transactions for p in pids)
+    commands = sum(after[p].commands - before[p].commands for p in pids)
+    if transactions <= 0:
+        return f"n/a (no group commits counted by {len(pids)} worker(s))"
+    seen = "" if len(pids) == WORKERS else f" ({len(pids)} of {WORKERS} workers)"
+    return f"{commands / transactions:.2f}{seen}"
 
 
 def deposit_body(account_id: str) -> bytes:

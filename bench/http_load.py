@@ -12,10 +12,10 @@ from threading import Barrier
 from typing import TYPE_CHECKING, Any
 
 from bench.report import REPO_ROOT
-from web.testing import HOST, ServerError, ServerProcess
+from web.testing import HEALTH_PATH, HOST, ServerError, ServerProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 STARTUP_SECONDS = 30.0
@@ -64,13 +64,19 @@ class LoadResult:
             )
 
 
-def running_server(argv: Sequence[str], port: int, log_path: Path) -> ServerProcess:
+def running_server(
+    argv: Sequence[str],
+    port: int,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> ServerProcess:
     """A server that `with` starts, waits for until healthy, and always stops."""
     return ServerProcess(
         argv,
         port,
         log_path,
         cwd=REPO_ROOT,  # gunicorn imports `web` and `bench` from here
+        env=env,
         startup_seconds=STARTUP_SECONDS,
     )
 
@@ -91,6 +97,25 @@ def call(
         return response.status, json.loads(response.read() or b"null")
     finally:
         connection.close()
+
+
+def health_once(port: int, timeout: float = 10) -> dict[str, Any]:
+    """GET /api/health on a fresh connection that the server closes after it."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request(
+            "GET", HEALTH_PATH, headers={**JSON_HEADERS, "Connection": "close"}
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ServerError(f"health answered {response.status}: {body[:300]!r}")
+    answer = json.loads(body)
+    if not isinstance(answer, dict):
+        raise ServerError(f"health answered {answer!r}, not a JSON object")
+    return answer
 
 
 def json_body(document: dict[str, Any]) -> bytes:

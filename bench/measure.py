@@ -34,3 +34,8 @@ def ratio_text(ratio: float) -> str:
 def ms_text(seconds: float) -> str:
     """A duration in milliseconds such as 3.1 ms."""
     return f"{seconds * 1000:,.1f} ms"
+
+
+def us_text(seconds: float) -> str:
+    """A duration in microseconds such as 85 µs."""
+    return f"{seconds * 1e6:,.0f} µs"

@@ -19,6 +19,8 @@ class Sizes:
     b5_deposits: int
     b5_snapshot_loads: int
     b5_replay_loads: int
+    b6_seconds: float
+    b6_rounds: int
 
 
 FULL = Sizes(
@@ -26,12 +28,16 @@ FULL = Sizes(
     b2_deposits=10_000,
     b2_window=1_000,
     b2_naive_deposits=1_000,
-    b3_seconds=8.0,
+    # Six timed loads (bank on SQLite and PostgreSQL, no-op; 8 and 32 clients).
+    b3_seconds=4.0,
     b4_batch_size=1_000,
     b4_batches=5,
     b5_deposits=100_000,
     b5_snapshot_loads=5,
     b5_replay_loads=3,
+    # Per N and per loop (bank, raw), split into alternating rounds.
+    b6_seconds=3.0,
+    b6_rounds=2,
 )
 
 SMOKE = Sizes(
@@ -39,10 +45,12 @@ SMOKE = Sizes(
     b2_deposits=400,
     b2_window=40,
     b2_naive_deposits=100,
-    b3_seconds=2.0,
+    b3_seconds=1.0,
     b4_batch_size=100,
     b4_batches=2,
     b5_deposits=1_500,
     b5_snapshot_loads=2,
     b5_replay_loads=1,
+    b6_seconds=0.5,
+    b6_rounds=1,
 )

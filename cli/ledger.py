@@ -174,8 +174,8 @@ def replay(
         stream = Account.create_id(app.require_account(account_id))
     topics = [get_topic(LEDGER_EVENT_TYPES[name]) for name in event_types]
     events = (
-        (notification_id, event)
-        for notification_id, event in app.event_log.events(
+        (position.notification_id, event)
+        for position, event in app.event_log.events(
             topics=topics or LEDGER_TOPICS, stream=stream
         )
         if (since is None or event.timestamp >= since)
@@ -237,10 +237,12 @@ def rebuild_projections(ctx: click.Context) -> None:
     session = ctx.find_object(BankSession)
     assert session is not None
     projection = Ledger(session.app).projection
-    total = session.app.event_log.head()
+    # Progress in notification ids: the order of the log, give or take the
+    # few that commit out of order on PostgreSQL.
+    total = session.app.event_log.settled_head().notification_id
     start = 0
     if projection.is_rebuilding():
-        start = projection.position()
+        start = projection.position().notification_id
         click.echo(f"Resuming the interrupted rebuild after notification {start}.")
     started = time.perf_counter()
     columns = (
@@ -256,10 +258,11 @@ def rebuild_projections(ctx: click.Context) -> None:
             applied = projection.rebuild(
                 progress=lambda position: progress.update(task, completed=position)
             )
-            progress.update(task, completed=max(total, projection.position()))
+            progress.update(task, completed=total)
     except KeyboardInterrupt:
         click.echo(
-            f"error: interrupted: stopped after notification {projection.position()}; "
+            "error: interrupted: stopped after notification "
+            f"{projection.position().notification_id}; "
             "run `bank projections rebuild` again to resume.",
             err=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -645,7 +646,23 @@ def test_health_reports_the_database_reachable(client: FlaskClient) -> None:
     response = client.get("/api/health")
 
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "reachable"}
+    assert response.json == {
+        "status": "ok",
+        "database": "reachable",
+        "worker_pid": os.getpid(),
+        "group_commit": {"transactions": 0, "commands": 0},
+    }
+
+
+def test_health_counts_the_commits_of_the_worker_that_answers(
+    client: FlaskClient,
+) -> None:
+    command(client, "account_open", account_owner_email="a@example.com")
+
+    response = client.get("/api/health")
+
+    assert response.json is not None
+    assert response.json["group_commit"] == {"transactions": 1, "commands": 1}
 
 
 def test_health_answers_503_when_the_database_is_down() -> None:

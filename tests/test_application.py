@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from scenario import (
 )
 
 from bank import (
+    Account,
     AccountAlreadyExistsError,
     AccountNotFoundError,
     BankApplication,
@@ -326,3 +328,23 @@ def test_a_setting_given_explicitly_beats_its_bank_prefixed_twin_in_the_environm
 
     assert (tmp_path / "wanted.db").exists()
     assert not (tmp_path / "stray.db").exists()
+
+
+def test_a_post_decided_on_a_cached_account_older_than_its_hold_is_decided_again(
+    app: BankApplication,
+) -> None:
+    app.open_account("a@example.com", "A")
+    app.open_account("b@example.com", "B")
+    app.deposit("A", 100)
+    assert app.repository.cache is not None
+    before_the_hold = copy.deepcopy(app.repository.cache.get(Account.create_id("A")))
+    hold = app.transfer("A", "B", 10, pending=True)
+    # What a query in another thread may leave behind: a late put of the copy
+    # it loaded before the hold was placed.
+    app.repository.cache.put(before_the_hold.id, before_the_hold)
+
+    posted = app.post_transfer(hold)
+
+    assert posted.status == "posted"
+    assert app.get_balance("A") == 90
+    assert app.get_balance("B") == 10

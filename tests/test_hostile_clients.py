@@ -50,7 +50,7 @@ def server(
 def event_count(server: Server) -> int:
     """How many events the server's database holds."""
     with BankApplication(env=server.db_env) as app:
-        return app.event_log.head()
+        return app.event_log.head().notification_id
 
 
 def exchange(port: int, data: bytes, seconds: float = 10.0) -> bytes:

@@ -40,6 +40,7 @@ from bank.persistence import (
     SqlProcessRecorder,
     SqlTrackingRecorder,
 )
+from bank.persistence.base import LOG_START, LogPosition
 from bank.settings import with_sqlite_busy_timeout
 from web.testing import libpq_url, postgres_unreachable_reason
 
@@ -267,7 +268,51 @@ class TestPostgresProcessRecorder(OnPostgres, ProcessRecorderCases):
 
 
 class TestPostgresNonInterleaving(OnPostgres, NonInterleavingCases):
-    """The library's non-interleaving notification ids test on PostgreSQL."""
+    """Two racing writes each come out of the log in one piece, on PostgreSQL.
+
+    The library's case asks for more: that the two writes' notification ids
+    don't interleave. That held while every writer locked the table; writers
+    no longer do (they would all wait for each other's commit), so two
+    1,000-row INSERTs may take ids from the sequence in turns. What readers
+    rely on is the order of the log, which is by writing transaction: each
+    write's events come out together, and in the order they were written.
+    """
+
+    def test(self) -> None:
+        """Both writes are read back whole: one after the other, each in order."""
+        recorder = self.create_recorder()
+        first, second = self.new_originator_id(), self.new_originator_id()
+        start = threading.Event()
+
+        def write(originator_id: UUID) -> None:
+            start.wait()
+            recorder.insert_events(self.create_stack(originator_id))
+
+        threads = [
+            threading.Thread(target=write, args=(originator_id,))
+            for originator_id in (first, second)
+        ]
+        for thread in threads:
+            thread.start()
+        start.set()
+        for thread in threads:
+            thread.join(30)
+
+        log = recorder.select_log(LOG_START, 3 * self.insert_num)
+        streams = [notification.originator_id for _, notification in log]
+        assert len(streams) == 2 * self.insert_num
+        # One block per write: the stream changes once, halfway.
+        assert streams[0] != streams[-1]
+        assert (
+            streams == [streams[0]] * self.insert_num + [streams[-1]] * self.insert_num
+        )
+        for stream in (first, second):
+            versions = [
+                notification.originator_version
+                for _, notification in log
+                if notification.originator_id == stream
+            ]
+            assert versions == list(range(self.insert_num))
 
 
 class TestPostgresFactory(OnPostgres, FactoryCases):
@@ -351,6 +396,14 @@ def test_a_bank_written_by_eventsourcing_sqlalchemy_carries_on_with_bank_persist
         notifications = app.recorder.select_notifications(None, 100)
         # 4 + 3 + Transfer.Created, TransferSent, TransferReceived + 1.
         assert [n.id for n in notifications] == list(range(1, 12))
+        positions = [position for position, _ in app.event_log.events()]
+        assert [p.notification_id for p in positions] == [
+            n.id for n in notifications if "Idempotency" not in n.topic
+        ]
+        # Events from before the log recorded transactions come first, as 0.
+        assert positions[0].transaction_id == 0
+        assert isinstance(app.factory, SqlFactory)
+        assert (positions[-1].transaction_id > 0) == app.factory.database.is_postgres
 
 
 @pytest.mark.filterwarnings("ignore:This declarative base already contains a class")
@@ -437,7 +490,8 @@ def test_a_stale_tracking_position_leaves_the_events_unwritten(
     assert recorder.max_notification_id() is None
 
 
-def test_a_writer_waits_for_an_open_write_so_ids_commit_in_order(
+@pytest.mark.parametrize("db_env", ["sqlite"], indirect=True)
+def test_on_sqlite_a_writer_waits_for_an_open_write_so_ids_commit_in_order(
     factory: SqlFactory,
 ) -> None:
     recorder = factory.application_recorder()
@@ -457,6 +511,41 @@ def test_a_writer_waits_for_an_open_write_so_ids_commit_in_order(
 
     assert first_ids == [1]
     assert later_ids == [2]
+    assert [position for position, _ in recorder.select_log(LOG_START, 10)] == [
+        LogPosition(0, 1),
+        LogPosition(0, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    "db_env", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_on_postgres_a_write_that_commits_first_is_read_after_an_older_open_one(
+    factory: SqlFactory,
+) -> None:
+    recorder = factory.application_recorder()
+    first, later = uuid.uuid4(), uuid.uuid4()
+
+    with recorder.transaction():
+        assert recorder.insert_events([event(first, 1)]) == [1]
+        # Writers don't wait for each other: this one commits while the
+        # first is still open...
+        writer = threading.Thread(
+            target=recorder.insert_events, args=([event(later, 1)],)
+        )
+        writer.start()
+        writer.join(15)
+        assert not writer.is_alive(), "writers must not wait for each other"
+        # ...but readers don't see it yet: the open transaction is older, so
+        # its event comes first in the log, and a reader that took the later
+        # one now would pass the first by, for good.
+        assert recorder.select_log(LOG_START, 10) == []
+        assert recorder.log_head() == LOG_START
+
+    log = recorder.select_log(LOG_START, 10)
+    assert [notification.originator_id for _, notification in log] == [first, later]
+    assert [notification.id for _, notification in log] == [1, 2]
+    assert log[0][0] < log[1][0] == recorder.log_head()
 
 
 def test_nested_transactions_join_the_outer_one_and_roll_back_as_a_whole(

@@ -24,8 +24,9 @@ What is compared, after the placeholders below:
   compares cell by cell, however it is padded.
 
 Placeholders: `…` (U+2026) in a JSON string stands for any text of at least
-one character, so "…" is any string (never a number or null); in a line of
-command output, `…` is any text; a line that is only `…` is any number of lines.
+one character, so "…" is any string (never a number or null); a bare `…` where
+a JSON value goes stands for any whole number; in a line of command output,
+`…` is any text; a line that is only `…` is any number of lines.
 
 Names: `<name>` (lower-case letters, digits, `_`) in an answer matches an id, 1+
 letters, digits or `-_.:`, and names it: the first answer that shows it gives
@@ -70,6 +71,9 @@ PLACEHOLDER = "…"
 NAME = re.compile(r"<([a-z][a-z0-9_]*)>")
 NAMED_TEXT = r"[A-Za-z0-9_.:-]+"  # what a name stands for: an id
 TOKEN = re.compile(f"{PLACEHOLDER}|{NAME.pattern}")
+# A bare `…` as a JSON value, and the string it is read as: any whole number.
+BARE_NUMBER = re.compile(r"(?<=[:\[,])(\s*)…(?=\s*[,}\]])")
+ANY_NUMBER = "\u2026 a whole number \u2026"
 NOT_RUN_MARKER = re.compile(r"<!-- not run: .+ -->")
 # Commands that cannot run against the test's server, by their first words.
 NOT_RUN = {
@@ -400,7 +404,7 @@ def expected_http(example: Example) -> ExpectedHttp:
         shown = "an `HTTP/1.1 NNN Reason` line" if include else "a `# NNN` line"
         raise ReadmeFormatError(f"{example.describe()}\nno status: show {shown}")
     try:
-        body = json.loads("\n".join(body_lines))
+        body = json.loads(BARE_NUMBER.sub(f'\\1"{ANY_NUMBER}"', "\n".join(body_lines)))
     except ValueError as error:
         raise ReadmeFormatError(
             f"{example.describe()}\nthe documented body is not JSON: {error}"
@@ -447,6 +451,8 @@ def json_matches(
     The values of the `<name>`s found go into `names` (one name, one value).
     """
     found = {} if names is None else names
+    if expected == ANY_NUMBER:
+        return type(actual) is int
     if isinstance(expected, str):
         if not isinstance(actual, str):
             return False
@@ -654,6 +660,13 @@ def test_the_readme_examples_are_all_readable() -> None:
     assert any("bank serve" in line for line in not_run)
     assert json_matches({"id": "…", "n": 1}, {"id": "0b1c", "n": 1})
     assert not json_matches({"id": "…"}, {"id": None})
+    assert json_matches({"n": ANY_NUMBER}, {"n": 7})
+    assert not json_matches({"n": ANY_NUMBER}, {"n": "7"})
+    assert (
+        BARE_NUMBER.sub(r'\1"#"', '{"a": …, "b": [1, …]}')
+        == '{"a": "#", "b": [1, "#"]}'
+    )
+
     assert not json_matches({"n": 1}, {"n": True})
     assert not json_matches({"id": "0b1c…"}, {"id": "9f00"})
     assert lines_match(["a", "…", "│ x │ … │"], ["a", "b", "c", "│ x  │ 2026 │"])

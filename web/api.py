@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -215,9 +216,20 @@ def get_account_events(account_id: str) -> Response:
 
 @api.get("/health")
 def health() -> Response:
-    """Whether the service and its database answer."""
-    bank().event_log.head()
-    return jsonify({"status": "ok", "database": "reachable"})
+    """Whether the service and its database answer; this worker's group commits."""
+    app = bank()
+    app.event_log.head()
+    group = app.group_commit
+    return jsonify(
+        {
+            "status": "ok",
+            "database": "reachable",
+            "worker_pid": os.getpid(),
+            "group_commit": None
+            if group is None
+            else {"transactions": group.transactions, "commands": group.commands},
+        }
+    )
 
 
 @api.get("/openapi.json")

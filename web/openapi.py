@@ -485,11 +485,48 @@ def openapi_document() -> Schema:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["status", "database"],
+                                "required": [
+                                    "status",
+                                    "database",
+                                    "worker_pid",
+                                    "group_commit",
+                                ],
                                 "additionalProperties": False,
                                 "properties": {
                                     "status": {"const": "ok"},
                                     "database": {"const": "reachable"},
+                                    "worker_pid": {
+                                        "type": "integer",
+                                        "description": "The worker that answered.",
+                                    },
+                                    "group_commit": {
+                                        "description": (
+                                            "That worker's commits since it "
+                                            "started, and the commands they held "
+                                            "(null without group commit)."
+                                        ),
+                                        "oneOf": [
+                                            {"type": "null"},
+                                            {
+                                                "type": "object",
+                                                "required": [
+                                                    "transactions",
+                                                    "commands",
+                                                ],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "transactions": {
+                                                        "type": "integer",
+                                                        "minimum": 0,
+                                                    },
+                                                    "commands": {
+                                                        "type": "integer",
+                                                        "minimum": 0,
+                                                    },
+                                                },
+                                            },
+                                        ],
+                                    },
                                 },
                             },
                             "Healthy.",

@@ -92,7 +92,7 @@ __all__ = [
 def audit(app: BankApplication, ledger: Ledger | None = None) -> AuditReport:
     """Re-derive every account and transfer from the whole log and check it all."""
     replay = Replay(app)
-    replay.read(stop=app.event_log.head())
+    replay.read(stop=app.event_log.settled_head())
     read_models = check_read_models(replay, ledger)  # may read the log further
     results = [
         result(
@@ -111,7 +111,7 @@ def audit(app: BankApplication, ledger: Ledger | None = None) -> AuditReport:
     order = list(CHECKS)
     currencies = currency_totals(replay)
     return AuditReport(
-        up_to_notification_id=replay.position,
+        up_to_notification_id=replay.position.notification_id,
         accounts=len(replay.accounts),
         events=replay.events,
         transfers=len(transfer_ids(replay)),

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from bank.audit.replay import Line, recorded_state, result, state_differences, when
 from bank.audit.report import CHECKS, READ_MODELS, CheckResult
 from bank.commands import AccountState
+from bank.persistence.base import LogPosition
 from bank.projections import PROJECTION_NAME, TRANSFER_FIELDS
 
 if TYPE_CHECKING:
@@ -68,18 +69,20 @@ def check_read_models(replay: Replay, ledger: Ledger | None) -> CheckResult:
         projection.catch_up()
     except Exception as error:  # the audit reports it; it must not stop
         replay.violation(READ_MODELS, f"The projection cannot catch up: {error!r}.")
+    columns = projection.positions.c
     with _consistent_reads(projection.engine) as db:
-        position = db.execute(
-            select(projection.positions.c.position).where(
-                projection.positions.c.name == PROJECTION_NAME
+        transaction_id, notification_id = db.execute(
+            select(columns.position_transaction, columns.position).where(
+                columns.name == PROJECTION_NAME
             )
-        ).scalar_one()
+        ).one()
+        position = LogPosition(transaction_id, notification_id)
         replay.read(stop=position)
-        if position < replay.last_event_id:
+        if position < replay.last_event:
             replay.violation(
                 READ_MODELS,
-                f"The read models stop at notification {position} but the log has "
-                f"ledger events up to {replay.last_event_id}.",
+                f"The read models stop at {position} but the log has ledger "
+                f"events up to {replay.last_event}.",
             )
             return result(replay, READ_MODELS, "nothing")
         rows = _check_account_views(replay, db, ledger)

@@ -25,6 +25,7 @@ from bank.audit.report import (
 )
 from bank.commands import AccountState
 from bank.domain import Account, event_fields
+from bank.persistence.base import LOG_START, LogPosition
 from bank.projections import STATEMENT_KINDS, statement_kind
 from bank.transfers import PENDING, POSTED, Transfer
 
@@ -185,8 +186,8 @@ class Replay:
         self.aggregates: dict[UUID, TransferReplayed] = {}
         self.by_transfer_id: dict[str, TransferReplayed] = {}
         self.violations: list[Violation] = []
-        self.position = 0
-        self.last_event_id = 0
+        self.position = LOG_START
+        self.last_event = LOG_START  # the position of the last ledger event read
         self.events = self.transfer_events = self.debits = self.holds_placed = 0
         self.deposits: dict[str, int] = defaultdict(int)
         self.withdrawals: dict[str, int] = defaultdict(int)
@@ -195,14 +196,15 @@ class Replay:
         """Record a violation."""
         self.violations.append(Violation(check, message, **where))
 
-    def read(self, stop: int) -> None:
-        """Apply every ledger event after the position, up to notification `stop`."""
-        for notification_id, event in self.app.event_log.events(self.position, stop):
+    def read(self, stop: LogPosition) -> None:
+        """Apply every ledger event after the position, up to position `stop`."""
+        for position, event in self.app.event_log.events(self.position, stop):
+            notification_id = position.notification_id
             if isinstance(event, Account.Event):
                 self.apply(event, notification_id)
             else:
                 self.apply_transfer(event, notification_id)
-            self.last_event_id = self.position = notification_id
+            self.last_event = self.position = position
         self.position = max(self.position, stop)
 
     def apply(self, event: Account.Event, notification_id: int) -> None:

@@ -12,8 +12,8 @@ session per call and lets the ORM build, compile and flush every statement;
 here each call borrows a DB-API connection (``sqlite3`` or ``psycopg``) from the
 engine's pool and runs SQL strings built when the recorder is made. A write is
 a list of statements run as one transaction; PostgreSQL gets them in a single
-message (``BEGIN; LOCK TABLE ...; INSERT ... RETURNING id; NOTIFY ...; COMMIT``),
-so a write costs one round trip.
+message (``BEGIN; SET LOCAL lock_timeout ...; INSERT ... RETURNING id; COMMIT;
+NOTIFY ...``), so a write costs one round trip.
 
 The package: ``base`` has the recorders and all that the databases share, and
 ``Database``, whose hooks ``sqlite.SqliteDatabase`` and
@@ -24,16 +24,33 @@ The guarantees an event store owes its application:
 
 - The events of one ``insert_events`` call are written in one transaction,
   all or none; a version that already exists raises ``IntegrityError``.
-- Notification ids become visible in increasing order, so a reader that polls
-  the notification log never skips an id that commits later: every writer
-  first takes the events table's write lock (SQLite: ``BEGIN IMMEDIATE``;
-  PostgreSQL: ``LOCK TABLE ... IN EXCLUSIVE MODE``, which readers don't wait
-  for, and which eventsourcing_sqlalchemy's writers take too). On PostgreSQL
-  a failed write still uses up its ids, so the log can skip numbers.
+- A reader of the log never passes an event that commits later:
+  ``select_log()`` reads in ``LogPosition`` order. On SQLite one writer at a
+  time commits (``BEGIN IMMEDIATE``), so that is id order. On PostgreSQL
+  writers don't lock the table (they would all wait for one another's
+  commit): each event records its writing transaction
+  (``transaction_id xid8 DEFAULT pg_current_xact_id()``, added to the
+  table, 0 for events from before), the log is ordered by (transaction, id),
+  and readers take only events whose transaction is older than every one
+  still running (``pg_snapshot_xmin``), so nothing can commit among them
+  later. A transaction left open anywhere on the server holds readers back
+  until it ends. A failed write still uses up its ids, so ids can skip.
+- ``select_notifications()`` keeps the library's meaning, by id; on
+  PostgreSQL, ids of concurrent writes may interleave and commit out of
+  order, so it is for reading what is settled, not for following the log.
+  (A table made without ``transaction_id``, with ``CREATE_TABLE`` off, is
+  written as before, under ``LOCK TABLE ... IN EXCLUSIVE MODE``.)
+- ``NOTIFY`` is sent after the commit: inside the transaction it would hold
+  PostgreSQL's global notify lock through the commit's WAL flush.
+- A write waits at most 50 ms for another transaction's rows (the same
+  account version), then fails as a version conflict (``IntegrityError``),
+  as does a write chosen to break a deadlock, and the application retries.
 - Tracking is a compare-and-set: a position is recorded only if it is beyond
   the one stored, so two projectors can never both apply one notification.
 - ``recorder.transaction()`` runs several recorder calls and your own SQL as
-  one transaction, for read models that must change with their tracking.
+  one transaction, for read models that must change with their tracking;
+  ``recorder.savepoint()`` inside it undoes only its own block's writes when
+  the block raises (group commit runs each command in one).
 - Database errors are raised as the ``eventsourcing.persistence`` exceptions.
 """
 
@@ -46,8 +63,10 @@ from eventsourcing_sqlalchemy import factory as sqlalchemy_factory
 from sqlalchemy.engine import Engine
 
 from bank.persistence.base import (
+    LOG_START,
     Connection,
     Database,
+    LogPosition,
     Rows,
     SqlAggregateRecorder,
     SqlApplicationRecorder,
@@ -69,9 +88,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATABASES",
+    "LOG_START",
     "Connection",
     "Database",
     "Factory",
+    "LogPosition",
     "PostgresDatabase",
     "Rows",
     "SqlAggregateRecorder",

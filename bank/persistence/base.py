@@ -8,13 +8,14 @@ the factory picks the class, none while a statement runs.
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from threading import Thread
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
 import sqlalchemy.exc
@@ -55,6 +56,21 @@ Statement = tuple[str, Sequence[Any]]
 Row = tuple[Any, ...]
 Rows = list[Row]
 
+
+class LogPosition(NamedTuple):
+    """A point in the log: after the event with this (transaction, notification id).
+
+    Events are read in that order. On PostgreSQL the transaction is the one
+    that wrote the event, so a reader never passes an event that commits
+    late with a low id; elsewhere writers commit in id order and it is 0.
+    """
+
+    transaction_id: int
+    notification_id: int
+
+
+LOG_START = LogPosition(0, 0)
+
 # A lock that isn't one, for databases that need none: reusable, and cheaper
 # to enter than a generator's context manager.
 NO_LOCK: AbstractContextManager[None] = nullcontext()
@@ -91,6 +107,8 @@ class Database(ABC):
     param: ClassVar[str]
     # What begins a write transaction.
     begin_sql: ClassVar[str]
+    # The statements that begin one: begin_sql, and any settings for it.
+    begin: ClassVar[tuple[Statement, ...]]
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -134,8 +152,25 @@ class Database(ABC):
         """Whether the connection is open and in no transaction."""
 
     @abstractmethod
-    def events_sql(self, table: str, channel: str, *, returning: bool) -> EventsSql:
-        """The SQL that writes events to the table (returning their ids, or not)."""
+    def events_sql(
+        self, table: str, channel: str, *, returning: bool, by_transaction: bool
+    ) -> EventsSql:
+        """The SQL that writes events to the table (returning their ids, or not).
+
+        `by_transaction`: the table records each event's writing transaction,
+        so readers order by it and writers need not lock the table.
+        """
+
+    @abstractmethod
+    def log_sql(self, table: str, *, by_transaction: bool) -> LogSql:
+        """The SQL that reads the table as a log, in LogPosition order."""
+
+    def records_transactions(self, table: Table) -> bool:
+        """Whether the events table records each event's writing transaction."""
+        return False
+
+    def upgrade_log(self, table: Table) -> None:  # noqa: B027  # a hook with a default
+        """Add what the events table needs to be read by transaction: nothing here."""
 
     @abstractmethod
     def tracking_sql(self, table: str) -> TrackingSql:
@@ -183,31 +218,45 @@ class Database(ABC):
         """An originator id as read back from its column."""
         return value if isinstance(value, UUID) else UUID(bytes=value)
 
-    def write(self, statements: Sequence[Statement]) -> list[Rows]:
+    def write(
+        self, statements: Sequence[Statement], after_commit: Sequence[Statement] = ()
+    ) -> list[Rows]:
         """Run the statements as one transaction, or in the current one.
 
         Returns each statement's rows. If one fails, nothing is committed.
+        `after_commit` runs once the transaction has committed (in the same
+        message where the database allows), and not if it fails.
         """
         current = self._current.get()
         if current is not None:
-            with self._joined(current) as connection:
-                return self.run(connection, statements)
+            with self._joined(current, send_due=False) as connection:
+                # What the transaction still owes the server (BEGIN, a
+                # SAVEPOINT) goes with this write: no round trips of its own.
+                current.add_after_commit(after_commit)
+                due = current.take_due()
+                if not due:
+                    return self.run(connection, statements)
+                return self.run(connection, [*due, *statements])[len(due) :]
         with self._borrowed(self.writer_lock()) as connection:
             try:
                 results = self.run(
-                    connection, [(self.begin_sql, ()), *statements, ("COMMIT", ())]
+                    connection,
+                    [*self.begin, *statements, ("COMMIT", ()), *after_commit],
                 )
             except BaseException:
                 self._roll_back(connection)
                 raise
-        return results[1:-1]
+        return results[len(self.begin) : len(self.begin) + len(statements)]
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, deferred: bool = False) -> Iterator[Connection]:
         """A write transaction, or the one already in progress in this context.
 
         The outermost block commits when it ends and rolls back if it raises;
-        an inner block, and every write() in the block, joins it.
+        an inner block, and every write() in the block, joins it. A deferred
+        transaction sends its BEGIN with its first statement and costs nothing
+        if it sends none; its block must use recorder calls, not the
+        connection it is given.
         """
         current = self._current.get()
         if current is not None:
@@ -215,18 +264,47 @@ class Database(ABC):
                 yield connection
             return
         with self._borrowed(self.writer_lock()) as connection:
-            transaction = _Transaction(connection)
+            transaction = _Transaction(connection, self.begin)
             token = self._current.set(transaction)
             try:
-                connection.execute(self.begin_sql)
+                if not deferred:
+                    self.run(connection, transaction.take_due())
                 yield connection
                 transaction.check_not_failed()
-                connection.execute("COMMIT")
+                if transaction.begun:
+                    self.run(connection, [("COMMIT", ()), *transaction.after_commit])
             except BaseException:
                 self._roll_back(connection)
                 raise
             finally:
                 self._current.reset(token)
+
+    def in_transaction(self) -> bool:
+        """Whether this context has a transaction in progress."""
+        return self._current.get() is not None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside the current transaction: if the block raises, undo only its writes.
+
+        The SAVEPOINT is sent with the block's first statement, so a block
+        that touches nothing (say, a refused command) costs nothing.
+        """
+        current = self._current.get()
+        if current is None:
+            msg = "A savepoint needs a transaction in progress."
+            raise ProgrammingError(msg)
+        savepoint = current.add_savepoint()
+        failed = current.failed
+        try:
+            yield
+        except BaseException:
+            if not current.cancel_due(savepoint):  # it was sent: undo to it
+                name = savepoint[0].removeprefix("SAVEPOINT ")
+                with self.translated_errors():
+                    current.connection.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                current.failed = failed
+            raise
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -250,9 +328,14 @@ class Database(ABC):
             raise _persistence_error(error) from error
 
     @contextmanager
-    def _joined(self, transaction: _Transaction) -> Iterator[Connection]:
+    def _joined(
+        self, transaction: _Transaction, *, send_due: bool = True
+    ) -> Iterator[Connection]:
         try:
             with self.translated_errors():
+                if send_due:
+                    for sql, _ in transaction.take_due():
+                        transaction.connection.execute(sql)
                 yield transaction.connection
         except BaseException:
             # Part of the transaction failed: it must not commit, even if the
@@ -300,6 +383,8 @@ class EventsSql(ABC):
         )
         self.values_sql = f"({p}, {p}, {p}, {p})"
         self.returning_sql = " RETURNING id" if returning else ""
+        # What runs once the events are committed.
+        self.after_commit: list[Statement] = []
 
     @abstractmethod
     def insert_statements(self, rows: Sequence[Row]) -> list[Statement]:
@@ -337,12 +422,101 @@ class TrackingSql(ABC):
         """The statements that record the position, or raise IntegrityError."""
 
 
+class LogSql:
+    """The statements that read an events table as a log, in LogPosition order.
+
+    This default suits a table whose writers commit in id order: every
+    event's transaction reads as 0, and the log is simply ordered by id.
+    """
+
+    # The expression for an event's transaction, and the condition (with a
+    # transaction and an id parameter) that an event comes after a position.
+    transaction_sql = "0"
+    after_sql = "id > {p}"
+    up_to_sql = "id <= {p}"
+    order_sql = "id"
+    # Only events that can no longer be overtaken are read (no condition here).
+    settled_sql = ""
+
+    def __init__(self, table: str, param: str) -> None:
+        self.table = table
+        self.param = param
+        where = f" WHERE {self.settled_sql}" if self.settled_sql else ""
+        self.head_sql = (
+            f"SELECT {self.transaction_sql}, id FROM {table}{where} "
+            f"ORDER BY {self.order_sql.replace(',', ' DESC,')} DESC LIMIT 1"
+        )
+        self._select_sql: dict[tuple[bool, str], str] = {}
+
+    def position_params(self, position: LogPosition) -> list[Any]:
+        """The parameters for after_sql or up_to_sql."""
+        return [position.notification_id]
+
+    def select_sql(self, *, up_to: bool, topics_condition: str) -> str:
+        """Events after a position (up to another), with their transactions."""
+        key = (up_to, topics_condition)
+        if key not in self._select_sql:
+            self._select_sql[key] = self._build_select_sql(up_to, topics_condition)
+        return self._select_sql[key]
+
+    def _build_select_sql(self, up_to: bool, topics_condition: str) -> str:
+        conditions = [self.after_sql.format(p=self.param)]
+        if self.settled_sql:
+            conditions.append(self.settled_sql)
+        if up_to:
+            conditions.append(self.up_to_sql.format(p=self.param))
+        if topics_condition:
+            conditions.append(topics_condition)
+        return (
+            f"SELECT {self.transaction_sql}, id, originator_id, originator_version, "
+            f"topic, state FROM {self.table} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY {self.order_sql} LIMIT {self.param}"
+        )
+
+    # Read-your-writes: the horizon when asked, and whether the log has
+    # settled up to it (every transaction begun before it has ended).
+    horizon_sql: str | None = None
+    settled_up_to_sql: str | None = None
+
+
 class _Transaction:
     """A transaction in progress on one connection."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, begin: Sequence[Statement]) -> None:
         self.connection = connection
         self.failed = False
+        self.begun = False
+        self._savepoints = 0
+        # Statements owed to the server before the next one: BEGIN, SAVEPOINTs.
+        self._due: list[Statement] = list(begin)
+        # Statements to run once it commits (each once): NOTIFY.
+        self.after_commit: list[Statement] = []
+
+    def add_after_commit(self, statements: Sequence[Statement]) -> None:
+        """Run these once the transaction commits, unless already to be run."""
+        for statement in statements:
+            if statement not in self.after_commit:
+                self.after_commit.append(statement)
+
+    def take_due(self) -> list[Statement]:
+        """The statements owed, now counted as sent."""
+        due, self._due = self._due, []
+        self.begun = True
+        return due
+
+    def add_savepoint(self) -> Statement:
+        """Owe a new SAVEPOINT; return it."""
+        self._savepoints += 1
+        savepoint: Statement = (f"SAVEPOINT s{self._savepoints}", ())
+        self._due.append(savepoint)
+        return savepoint
+
+    def cancel_due(self, statement: Statement) -> bool:
+        """Stop owing the statement; False if it was already sent."""
+        if statement in self._due:
+            self._due.remove(statement)
+            return True
+        return False
 
     def check_not_failed(self) -> None:
         """Refuse to commit a transaction that part of the work failed in."""
@@ -351,10 +525,19 @@ class _Transaction:
             raise ProgrammingError(msg)
 
 
+# SQLSTATEs of a write that lost a race without a unique violation: it waited
+# too long for another transaction's rows (lock_not_available), or it was
+# chosen to break a deadlock (deadlock_detected). Retrying it is safe.
+_LOST_RACE_SQLSTATES = frozenset({"55P03", "40P01"})
+
+
 def _persistence_error(error: Exception) -> PersistenceError:
     """The eventsourcing exception for a DB-API or SQLAlchemy error."""
     if isinstance(error, sqlalchemy.exc.TimeoutError):
         return ConnectionUnavailableError(str(error))
+    if getattr(error, "sqlstate", None) in _LOST_RACE_SQLSTATES:
+        # As a version conflict is raised: the library's RecordConflictError.
+        return IntegrityError(str(error))
     # Drivers subclass the PEP 249 classes (psycopg's UniqueViolation is an
     # IntegrityError), and so does SQLAlchemy when wrapping connect errors.
     for cls in type(error).__mro__:
@@ -391,6 +574,18 @@ class SqlRecorder(Recorder):
         with self.database.transaction() as connection:
             yield connection
 
+    def deferred_transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction() that sends BEGIN with its first statement."""
+        return self.database.transaction(deferred=True)
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside transaction(): if the block raises, undo only the block's writes."""
+        return self.database.savepoint()
+
+    def in_transaction(self) -> bool:
+        """Whether this context has a transaction() in progress."""
+        return self.database.in_transaction()
+
     def _table_name(self, table: Table) -> str:
         return str(self.database.engine.dialect.identifier_preparer.format_table(table))
 
@@ -407,12 +602,32 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
         # The channel eventsourcing_sqlalchemy notifies, so subscribers of
         # either module wake up for writes by either.
         self.channel = events_table.name.replace(".", "_")
-        self.events_sql = database.events_sql(
-            self._table_name(events_table),
+        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+
+    def create_table(self) -> None:
+        """Create the tables unless they exist, and ready the events for reading."""
+        super().create_table()
+        if self.has_notification_ids:
+            with self.database.translated_errors():
+                self.database.upgrade_log(self.events_table)
+
+    @functools.cached_property
+    def by_transaction(self) -> bool:
+        """Whether the log is read in (transaction, id) order (asked once)."""
+        with self.database.translated_errors():
+            return self.has_notification_ids and self.database.records_transactions(
+                self.events_table
+            )
+
+    @functools.cached_property
+    def events_sql(self) -> EventsSql:
+        """The SQL that writes events (made at first use, once the table is made)."""
+        return self.database.events_sql(
+            self._table_name(self.events_table),
             self.channel,
             returning=self.has_notification_ids,
+            by_transaction=self.by_transaction,
         )
-        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -468,7 +683,7 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
         statements = self._write_statements(stored_events, **kwargs)
         if not statements:
             return []
-        results = self.database.write(statements)
+        results = self.database.write(statements, self.events_sql.after_commit)
         # Only the INSERTs return rows: the new ids, which are given out in
         # the order the events were listed.
         return sorted(row[0] for rows in results for row in rows)
@@ -549,6 +764,69 @@ class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
             "SELECT id, originator_id, originator_version, topic, state "
             f"FROM {self._table_name(self.events_table)}{where} ORDER BY id LIMIT {p}"
         )
+
+    @functools.cached_property
+    def log_sql(self) -> LogSql:
+        """The SQL that reads the log in LogPosition order (made at first use)."""
+        return self.database.log_sql(
+            self._table_name(self.events_table), by_transaction=self.by_transaction
+        )
+
+    def select_log(
+        self,
+        after: LogPosition,
+        limit: int,
+        up_to: LogPosition | None = None,
+        topics: Sequence[str] = (),
+    ) -> list[tuple[LogPosition, Notification]]:
+        """Up to `limit` events after a position (up to another), in log order.
+
+        Unlike select_notifications(), which goes by id, this never passes an
+        event that a slower transaction has yet to commit.
+        """
+        log = self.log_sql
+        params = log.position_params(after)
+        if up_to is not None:
+            params += log.position_params(up_to)
+        topics_condition = ""
+        if topics:
+            topics_params = self.database.topics_params(topics)
+            params += topics_params
+            topics_condition = self.database.topics_condition(len(topics_params))
+        params.append(limit)
+        sql = log.select_sql(up_to=up_to is not None, topics_condition=topics_condition)
+        with self.database.reading() as connection:
+            rows = connection.execute(sql, params).fetchall()
+        decode_id = self.database.decode_id
+        return [
+            (
+                LogPosition(transaction_id, id_),
+                Notification(decode_id(originator_id), version, topic, state, id=id_),
+            )
+            for transaction_id, id_, originator_id, version, topic, state in rows
+        ]
+
+    def log_head(self) -> LogPosition:
+        """The position after the last event that can be read now."""
+        with self.database.reading() as connection:
+            row = connection.execute(self.log_sql.head_sql).fetchone()
+        return LOG_START if row is None else LogPosition(*row)
+
+    def log_horizon(self) -> int:
+        """A mark of now, to wait for with log_settled(): 0 if never needed."""
+        if self.log_sql.horizon_sql is None:
+            return 0
+        with self.database.reading() as connection:
+            row = connection.execute(self.log_sql.horizon_sql).fetchone()
+        return cast("int", row[0])
+
+    def log_settled(self, horizon: int) -> bool:
+        """Whether every event committed before the horizon can be read now."""
+        if self.log_sql.settled_up_to_sql is None or horizon == 0:
+            return True
+        with self.database.reading() as connection:
+            row = connection.execute(self.log_sql.settled_up_to_sql, (horizon,))
+            return bool(row.fetchone()[0])
 
     def max_notification_id(self) -> int | None:
         """The id of the last notification, or None if there are none."""

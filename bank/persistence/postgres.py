@@ -1,4 +1,4 @@
-"""PostgreSQL: each write one message to the server, its ids ordered by a table lock."""
+"""PostgreSQL: each write one message to the server; the log ordered by transaction."""
 
 from __future__ import annotations
 
@@ -8,18 +8,28 @@ from uuid import UUID
 import psycopg
 from sqlalchemy import text
 
-from bank.persistence.base import NO_LOCK, Database, EventsSql, TrackingSql
+from bank.persistence.base import (
+    NO_LOCK,
+    Database,
+    EventsSql,
+    LogPosition,
+    LogSql,
+    TrackingSql,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from contextlib import AbstractContextManager
 
     from eventsourcing.persistence import Tracking
+    from sqlalchemy import Table
     from sqlalchemy.engine import Connection as SqlAlchemyConnection
 
     from bank.persistence.base import Connection, Row, Rows, Statement
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+# Each event's writing transaction, by which readers order the log.
+TRANSACTION_COLUMN = "transaction_id"
 _DDL_LOCK = 0x62616E6B  # any constant shared by every process creating our tables
 
 
@@ -28,7 +38,12 @@ class PostgresDatabase(Database):
 
     is_postgres = True
     param = "%s"
+    # A write waits at most this long for another transaction's rows (an
+    # account version it is also writing), then loses the race and is
+    # retried, instead of queueing behind a chain of group commits or
+    # waiting a second for PostgreSQL to detect a deadlock.
     begin_sql = "BEGIN"
+    begin = ((begin_sql, ()), ("SET LOCAL lock_timeout = '50ms'", ()))
 
     def encode_id(self, originator_id: UUID | str) -> UUID:
         """An originator id as UUIDType stores it on PostgreSQL: a native uuid."""
@@ -80,11 +95,59 @@ class PostgresDatabase(Database):
             not connection.closed and connection.info.transaction_status == _IDLE
         )
 
-    def events_sql(self, table: str, channel: str, *, returning: bool) -> EventsSql:
-        """The SQL that writes events to the table: locked, inserted, notified."""
+    def events_sql(
+        self, table: str, channel: str, *, returning: bool, by_transaction: bool
+    ) -> EventsSql:
+        """The SQL that writes events to the table: inserted, then notified."""
         return PostgresEventsSql(
-            table, self.param, returning=returning, channel=channel
+            table,
+            self.param,
+            returning=returning,
+            channel=channel,
+            lock=returning and not by_transaction,
         )
+
+    def log_sql(self, table: str, *, by_transaction: bool) -> LogSql:
+        """The log by (transaction, id) if the table records transactions, else id."""
+        if by_transaction:
+            return PostgresLogSql(table, self.param)
+        return LogSql(table, self.param)
+
+    def records_transactions(self, table: Table) -> bool:
+        """Whether the events table has the transaction_id column."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                text(
+                    "SELECT 1 FROM information_schema.columns WHERE table_name = "
+                    ":table AND table_schema = COALESCE(:schema, current_schema()) "
+                    "AND column_name = :column"
+                ),
+                {
+                    "table": table.name,
+                    "schema": table.schema,
+                    "column": TRANSACTION_COLUMN,
+                },
+            ).first()
+        return found is not None
+
+    def upgrade_log(self, table: Table) -> None:
+        """Record each event's transaction, so writers need not lock the table."""
+        name = self.engine.dialect.identifier_preparer.format_table(table)
+        index = f"{table.name}_log_order"
+        with self.engine.begin() as connection:
+            self.ddl_lock(connection)
+            # Events written before have transaction 0: before every later one,
+            # in the id order they were committed in (under the table lock).
+            # A constant default adds the column without rewriting the table.
+            for sql in (
+                f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {TRANSACTION_COLUMN} "
+                "xid8 NOT NULL DEFAULT '0'",
+                f"ALTER TABLE {name} ALTER COLUMN {TRANSACTION_COLUMN} "
+                "SET DEFAULT pg_current_xact_id()",
+                f"CREATE INDEX IF NOT EXISTS {index} "
+                f"ON {name} ({TRANSACTION_COLUMN}, id)",
+            ):
+                connection.exec_driver_sql(sql)
 
     def tracking_sql(self, table: str) -> TrackingSql:
         """The SQL that records positions in the tracking table."""
@@ -124,25 +187,46 @@ class PostgresDatabase(Database):
 
 
 class PostgresEventsSql(EventsSql):
-    """One INSERT of all the events, with the lock and NOTIFY around it."""
+    """One INSERT of all the events, and NOTIFY once they are committed."""
 
     def __init__(
-        self, table: str, param: str, *, returning: bool, channel: str
+        self, table: str, param: str, *, returning: bool, channel: str, lock: bool
     ) -> None:
         super().__init__(table, param, returning=returning)
-        self.has_notification_ids = returning
-        self.lock_table_sql = f"LOCK TABLE {table} IN EXCLUSIVE MODE"
-        self.notify_sql = f"NOTIFY {channel}"
+        # Only a table that doesn't record transactions needs the lock, which
+        # makes ids commit in the order they are given out; readers of one
+        # that does order by transaction instead.
+        self.lock = [(f"LOCK TABLE {table} IN EXCLUSIVE MODE", ())] if lock else []
+        if returning:
+            # After the commit: NOTIFY inside the transaction would hold
+            # PostgreSQL's global notify lock through the commit's WAL flush.
+            self.after_commit = [(f"NOTIFY {channel}", ())]
 
     def insert_statements(self, rows: Sequence[Row]) -> list[Statement]:
-        """LOCK TABLE, INSERT and NOTIFY; just the INSERT for a table without ids."""
+        """One INSERT of the rows (after LOCK TABLE for an old table)."""
         # PostgreSQL is a round trip away: one INSERT for all the events.
-        insert = self.insert(rows)
-        if not self.has_notification_ids:
-            return [insert]
-        # The lock makes ids commit in the order they are given out; NOTIFY
-        # wakes subscribers when the transaction commits.
-        return [(self.lock_table_sql, ()), insert, (self.notify_sql, ())]
+        return [*self.lock, self.insert(rows)]
+
+
+class PostgresLogSql(LogSql):
+    """The log by (writing transaction, id), read only where it has settled."""
+
+    transaction_sql = f"{TRANSACTION_COLUMN}::text::bigint"
+    after_sql = f"({TRANSACTION_COLUMN}, id) > ({{p}}::text::xid8, {{p}})"
+    up_to_sql = f"({TRANSACTION_COLUMN}, id) <= ({{p}}::text::xid8, {{p}})"
+    order_sql = f"{TRANSACTION_COLUMN}, id"
+    # Every transaction older than the oldest still running has ended: no
+    # event can commit among these later. (A transaction that stays open
+    # anywhere on the server holds readers back until it ends.)
+    settled_sql = f"{TRANSACTION_COLUMN} < pg_snapshot_xmin(pg_current_snapshot())"
+    horizon_sql = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+    settled_up_to_sql = (
+        "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %s::text::xid8"
+    )
+
+    def position_params(self, position: LogPosition) -> list[Any]:
+        """The transaction (as text, for xid8) and the id."""
+        return [str(position.transaction_id), position.notification_id]
 
 
 class PostgresTrackingSql(TrackingSql):

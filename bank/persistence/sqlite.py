@@ -17,6 +17,7 @@ from bank.persistence.base import (
     NO_LOCK,
     Database,
     EventsSql,
+    LogSql,
     TrackingSql,
     unsupported_database,
 )
@@ -44,6 +45,7 @@ class SqliteDatabase(Database):
     # without waiting if another connection had committed since this one
     # started reading.
     begin_sql = "BEGIN IMMEDIATE"
+    begin = ((begin_sql, ()),)
 
     def __init__(self, engine: Engine) -> None:
         if sqlite3.sqlite_version_info < _RETURNING:
@@ -121,9 +123,16 @@ class SqliteDatabase(Database):
     # prepare() changed nothing to undo: an idle connection can go back as it is.
     release = is_idle
 
-    def events_sql(self, table: str, channel: str, *, returning: bool) -> EventsSql:
+    def events_sql(
+        self, table: str, channel: str, *, returning: bool, by_transaction: bool
+    ) -> EventsSql:
         """The SQL that writes events to the table, in chunked INSERTs."""
+        # One writer at a time commits: ids commit in order, nothing to lock.
         return SqliteEventsSql(table, self.param, returning=returning)
+
+    def log_sql(self, table: str, *, by_transaction: bool) -> LogSql:
+        """The log in id order, which is commit order with one writer at a time."""
+        return LogSql(table, self.param)
 
     def tracking_sql(self, table: str) -> TrackingSql:
         """The SQL that records positions in the tracking table."""

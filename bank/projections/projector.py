@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
 from bank.domain import Account
 from bank.persistence import DATABASES, create_tables
-from bank.persistence.base import Database
+from bank.persistence.base import Database, LogPosition
 from bank.projections.rows import (
     HoldRows,
     Row,
@@ -64,10 +64,11 @@ class LedgerProjection:
         # Where the last batch this projector applied ended, and the transfers
         # it created: the next batch often names them (a transfer's Created
         # can end one batch and its accounts' events begin the next).
-        self._last_batch: tuple[int, set[str]] = (-1, set())
+        self._last_batch: tuple[LogPosition | None, set[str]] = (None, set())
 
     def create_tables(self) -> None:
         """Create the tables and the position row, if missing; renew outdated ones."""
+        self._add_position_transaction()
         self._drop_outdated_tables()
         create_tables(self.engine, list(self.metadata.tables.values()))
         with self.engine.connect() as db:
@@ -82,8 +83,34 @@ class LedgerProjection:
             ):
                 db.execute(
                     self.positions.insert().values(
-                        name=PROJECTION_NAME, position=0, rebuilding=False
+                        name=PROJECTION_NAME,
+                        position=0,
+                        position_transaction=0,
+                        rebuilding=False,
                     )
+                )
+
+    def _add_position_transaction(self) -> None:
+        """Give a positions table from before positions had two parts the second."""
+        column = self.positions.c.position_transaction
+        schema = self.metadata.schema
+        with self.engine.connect() as db:
+            inspector = inspect(db)
+            if not inspector.has_table(self.positions.name, schema):
+                return
+            names = inspector.get_columns(self.positions.name, schema)
+        if any(found["name"] == column.name for found in names):
+            return
+        table = self.engine.dialect.identifier_preparer.format_table(self.positions)
+        with self.engine.begin() as db:
+            DATABASES.get(db.dialect.name, Database).ddl_lock(db)
+            names = inspect(db).get_columns(self.positions.name, schema)
+            if not any(found["name"] == column.name for found in names):
+                # Positions so far were ids of a log read in id order: the
+                # transaction part 0 puts them before every event since.
+                db.exec_driver_sql(
+                    f"ALTER TABLE {table} ADD COLUMN {column.name} "
+                    "BIGINT NOT NULL DEFAULT 0"
                 )
 
     def _drop_outdated_tables(self) -> None:
@@ -110,7 +137,7 @@ class LedgerProjection:
             db.execute(
                 update(self.positions)
                 .where(self._named)
-                .values(position=0, rebuilding=False)
+                .values(position=0, position_transaction=0, rebuilding=False)
             )
             for table in reversed(self.tables.derived):
                 table.drop(db, checkfirst=True)
@@ -133,13 +160,16 @@ class LedgerProjection:
                 return True
         return False
 
-    def position(self) -> int:
-        """The notification id of the last event applied."""
+    def position(self) -> LogPosition:
+        """The log position of the last event applied."""
+        columns = self.positions.c
         with self.engine.connect() as db:
-            position = db.execute(
-                select(self.positions.c.position).where(self._named)
-            ).scalar_one()
-        return int(position)
+            transaction_id, notification_id = db.execute(
+                select(columns.position_transaction, columns.position).where(
+                    self._named
+                )
+            ).one()
+        return LogPosition(int(transaction_id), int(notification_id))
 
     def is_rebuilding(self) -> bool:
         """Whether a rebuild was started and has not finished."""
@@ -153,8 +183,17 @@ class LedgerProjection:
         self,
         batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
+        *,
+        settle: bool = True,
     ) -> int:
-        """Apply every event recorded after the position; return how many."""
+        """Apply every event recorded after the position; return how many.
+
+        With `settle`, first wait (a few seconds at most) for transactions
+        older than this call to commit, so that every event committed before
+        it is applied: read-your-writes.
+        """
+        if settle:
+            self.log.settle()
         applied = 0
         while True:
             position = self.position()
@@ -184,7 +223,7 @@ class LedgerProjection:
             db.execute(
                 update(self.positions)
                 .where(self._named)
-                .values(position=0, rebuilding=True)
+                .values(position=0, position_transaction=0, rebuilding=True)
             )
 
     def finish_rebuild(self) -> None:
@@ -198,23 +237,29 @@ class LedgerProjection:
     def _named(self) -> Any:
         return self.positions.c.name == PROJECTION_NAME
 
-    def _apply(self, start: int, events: Sequence[LoggedEvent]) -> bool:
+    def _apply(self, start: LogPosition, events: Sequence[LoggedEvent]) -> bool:
         """Apply one batch; False when another projector got there first."""
+        end = events[-1].position
+        columns = self.positions.c
         with self.engine.begin() as db:
             # The compare-and-set comes first: it takes the write lock on the
             # position row, so a rival waits, then finds the position moved.
             claimed = db.execute(
                 update(self.positions)
                 .where(self._named)
-                .where(self.positions.c.position == start)
-                .values(position=events[-1].notification_id)
+                .where(columns.position == start.notification_id)
+                .where(columns.position_transaction == start.transaction_id)
+                .values(
+                    position=end.notification_id,
+                    position_transaction=end.transaction_id,
+                )
             ).rowcount
             if claimed != 1:
                 return False
             last_end, last_created = self._last_batch
             known = last_created if last_end == start else set()
             created = self._write(db, events, known)
-        self._last_batch = (events[-1].notification_id, created)
+        self._last_batch = (end, created)
         return True
 
     def _write(
@@ -224,7 +269,8 @@ class LedgerProjection:
         sealer = self.sealer
         rows, transfers, holds = self._rows_of(db, events, known)
         lines: list[dict[str, Any]] = []
-        for notification_id, domain_event in events:
+        for position, domain_event in events:
+            notification_id = position.notification_id
             if not isinstance(domain_event, Account.Event):
                 if isinstance(domain_event, Transfer.Created):
                     transfers.create(domain_event, notification_id, sealer)

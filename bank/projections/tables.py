@@ -186,6 +186,8 @@ def ledger_tables(metadata: MetaData) -> LedgerTables:
         Column("name", String(64), primary_key=True),
         Column("position", NotificationId, nullable=False),
         Column("rebuilding", Boolean, nullable=False),
+        # The transaction part of the position (see bank.persistence.LogPosition).
+        Column("position_transaction", BigInteger, nullable=False, server_default="0"),
     )
     # Only pending transfers lapse, or are posted, voided or expired by their
     # aggregate's events, so only they are indexed for it: the many posted ones
