@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
     OperationalError,
+    PersistenceError,
     ProcessRecorder,
     ProgrammingError,
     StoredEvent,
@@ -838,3 +839,26 @@ def test_subscribing_needs_postgresql(tmp_path: Any) -> None:
             factory.application_recorder().subscribe()
     finally:
         factory.close()
+
+
+@pytest.mark.parametrize(
+    "db_env", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_write_after_the_server_dropped_the_writers_connection_gets_a_new_one(
+    factory: SqlFactory,
+) -> None:
+    recorder = factory.application_recorder()
+    assert recorder.insert_events([event(uuid.uuid4(), 1)]) == [1]
+    with recorder.transaction() as connection:
+        writer_pid = connection.info.backend_pid
+    # The server ends the connection kept for writes (a restart, a failover).
+    with psycopg.connect(libpq_url(POSTGRES_URL), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (writer_pid,))
+
+    lost, kept = uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(PersistenceError):
+        recorder.insert_events([event(lost, 1)])
+    recorder.insert_events([event(kept, 1)])
+
+    stored = recorder.select_notifications(None, 10)
+    assert [n.originator_id for n in stored][1:] == [kept]

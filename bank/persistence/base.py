@@ -9,6 +9,8 @@ the factory picks the class, none while a statement runs.
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -109,6 +111,8 @@ class Database(ABC):
     begin_sql: ClassVar[str]
     # The statements that begin one: begin_sql, and any settings for it.
     begin: ClassVar[tuple[Statement, ...]]
+    # Whether a connection is kept out of the pool for writes.
+    keeps_a_writer = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -118,6 +122,11 @@ class Database(ABC):
         self._current: ContextVar[_Transaction | None] = ContextVar(
             f"bank.persistence.transaction.{id(self)}", default=None
         )
+        # One connection kept out of the pool, ready, for whichever writer
+        # finds it free (group commit makes that every writer of the process):
+        # a write then skips the pool's checkout, reset and return.
+        self._kept: _Kept | None = None
+        self._kept_mutex = threading.Lock()
 
     # The hooks each database implements.
 
@@ -211,7 +220,11 @@ class Database(ABC):
                 time.sleep(0.05 * attempt)
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections, and the one kept for writing."""
+        with self._kept_mutex:
+            kept, self._kept = self._kept, None
+        if kept is not None and kept.pid == os.getpid():
+            kept.discard()
         self.engine.dispose()
 
     def decode_id(self, value: UUID | bytes) -> UUID:
@@ -237,7 +250,7 @@ class Database(ABC):
                 if not due:
                     return self.run(connection, statements)
                 return self.run(connection, [*due, *statements])[len(due) :]
-        with self._borrowed(self.writer_lock()) as connection:
+        with self._writing() as connection:
             try:
                 results = self.run(
                     connection,
@@ -263,7 +276,7 @@ class Database(ABC):
             with self._joined(current) as connection:
                 yield connection
             return
-        with self._borrowed(self.writer_lock()) as connection:
+        with self._writing() as connection:
             transaction = _Transaction(connection, self.begin)
             token = self._current.set(transaction)
             try:
@@ -342,6 +355,31 @@ class Database(ABC):
             # caller catches this and carries on.
             transaction.failed = True
             raise
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A connection for a write: the kept one if it is free, else a pooled one."""
+        if not self.keeps_a_writer or not self._kept_mutex.acquire(blocking=False):
+            with self._borrowed(self.writer_lock()) as connection:
+                yield connection
+            return
+        try:
+            with self.translated_errors(), self.writer_lock():
+                kept = self._kept
+                if kept is None or kept.pid != os.getpid():
+                    # (A forked child must not share its parent's socket.)
+                    pooled = self.engine.raw_connection()
+                    kept = self._kept = _Kept(pooled, os.getpid())
+                    self.prepare(kept.connection)
+                try:
+                    yield kept.connection
+                finally:
+                    if not self.is_idle(kept.connection):
+                        # Broken, or interrupted mid-transaction: not kept.
+                        self._kept = None
+                        kept.discard()
+        finally:
+            self._kept_mutex.release()
 
     @contextmanager
     def _borrowed(self, lock: AbstractContextManager[None]) -> Iterator[Connection]:
@@ -477,6 +515,20 @@ class LogSql:
     # settled up to it (every transaction begun before it has ended).
     horizon_sql: str | None = None
     settled_up_to_sql: str | None = None
+
+
+class _Kept:
+    """The connection a Database keeps for writing, and the process it was made in."""
+
+    def __init__(self, pooled: Any, pid: int) -> None:
+        self.pooled = pooled
+        self.connection: Connection = pooled.driver_connection
+        self.pid = pid
+
+    def discard(self) -> None:
+        """Close it, and give its place in the pool back."""
+        self.pooled.invalidate()
+        self.pooled.close()
 
 
 class _Transaction:

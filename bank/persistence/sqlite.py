@@ -66,6 +66,8 @@ class SqliteDatabase(Database):
             None if self.is_memory else _WritersFile(f"{database}-writers.lock")
         )
         self._busy_timeout = float(cast("str", engine.url.query.get("timeout", "5")))
+        # An in-memory database's pool is its one connection: it stays there.
+        self.keeps_a_writer = not self.is_memory
         self._uses_wal = self.is_memory
         self._wal_lock = threading.Lock()
 
