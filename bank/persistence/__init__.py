@@ -13,7 +13,10 @@ here each call borrows a DB-API connection (``sqlite3`` or ``psycopg``) from the
 engine's pool and runs SQL strings built when the recorder is made. A write is
 a list of statements run as one transaction; PostgreSQL gets them in a single
 message (``BEGIN; SET LOCAL lock_timeout ...; INSERT ... RETURNING id; COMMIT;
-NOTIFY ...``), so a write costs one round trip.
+NOTIFY ...``), so a write costs one round trip. A write takes the one
+connection each database keeps out of the pool for writing, when it is free
+(group commit makes that the usual case), and skips the pool's checkout,
+reset and return.
 
 The package: ``base`` has the recorders and all that the databases share, and
 ``Database``, whose hooks ``sqlite.SqliteDatabase`` and
