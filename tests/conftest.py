@@ -72,13 +72,16 @@ def postgres_schema_env(postgres_url: str) -> Iterator[BankEnv]:
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    yield {
-        "PERSISTENCE_MODULE": "bank.persistence",
-        "SQLALCHEMY_URL": postgres_url,
-        "SQLALCHEMY_SCHEMA": schema,
-    }
-    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield {
+            "PERSISTENCE_MODULE": "bank.persistence",
+            "SQLALCHEMY_URL": postgres_url,
+            "SQLALCHEMY_SCHEMA": schema,
+        }
+    finally:
+        # Dropped even when the test fails, so failed runs leave nothing behind.
+        with psycopg.connect(libpq_url(postgres_url), autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture
