@@ -862,3 +862,24 @@ def test_a_write_after_the_server_dropped_the_writers_connection_gets_a_new_one(
 
     stored = recorder.select_notifications(None, 10)
     assert [n.originator_id for n in stored][1:] == [kept]
+
+
+@pytest.mark.parametrize(
+    "db_env", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_bank_starting_beside_a_long_reader_does_not_wait_for_it(
+    env: BankEnv,
+) -> None:
+    with BankApplication(env=env) as first:
+        first.open_account("a@example.com", "A")
+    schema = env["SQLALCHEMY_SCHEMA"]
+    with psycopg.connect(libpq_url(POSTGRES_URL)) as reader:
+        # A long read (a report, a backup) holds the events table's lightest
+        # lock; anything altering the table would queue behind it, and every
+        # writer behind that.
+        reader.execute(f"LOCK TABLE {schema}.bank_events IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        with BankApplication(env=env) as second:
+            assert second.get_balance("A") == 0
+        assert time.monotonic() - started < 5
+        reader.rollback()

@@ -132,10 +132,15 @@ class PostgresDatabase(Database):
 
     def upgrade_log(self, table: Table) -> None:
         """Record each event's transaction, so writers need not lock the table."""
+        # Checked first: ALTER TABLE would take the busiest table's exclusive
+        # lock at every start, queueing every writer behind any long reader.
+        if self.records_transactions(table):
+            return
         name = self.engine.dialect.identifier_preparer.format_table(table)
         index = f"{table.name}_log_order"
         with self.engine.begin() as connection:
             self.ddl_lock(connection)
+            # (A rival may have added it meanwhile: IF NOT EXISTS.)
             # Events written before have transaction 0: before every later one,
             # in the id order they were committed in (under the table lock).
             # A constant default adds the column without rewriting the table.
