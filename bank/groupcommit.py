@@ -17,9 +17,9 @@ that, on state another transaction committed meanwhile, would come before
 that state in the log. With every decision made before the first write,
 whatever a group builds on was committed before it has an id.
 
-Jobs stage what they decided (say, the accounts they changed) for the
-group's later jobs to build on; the group publishes it when its commit
-succeeds and discards it when it fails.
+What a job decided (say, the accounts it changed) is staged for the group's
+later jobs to build on; when the commit succeeds the group publishes what was
+written (to the cache), and when it fails it discards what was staged.
 """
 
 from __future__ import annotations
