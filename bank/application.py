@@ -473,14 +473,20 @@ class BankApplication(Application[UUID]):
         if self.repository.cache is None:
             return None
         aggregate_id = Account.create_id(account_id)
-        group = self.group_commit
-        cached: object = group.staged(aggregate_id) if group is not None else None
-        if cached is None:
-            try:
-                cached = self.repository.cache.get(aggregate_id)
-            except KeyError:
-                return None
+        staged = self._staged_copy(aggregate_id)
+        if staged is not None:
+            return cast("Account", staged)
+        try:
+            cached = self.repository.cache.get(aggregate_id)
+        except KeyError:
+            return None
         return cast("Account", copy.deepcopy(cached))
+
+    def _staged_copy(self, aggregate_id: UUID) -> Aggregate | None:
+        """A copy of an aggregate as an earlier command of this group commit left it."""
+        group = self.group_commit
+        staged = group.staged(aggregate_id) if group is not None else None
+        return None if staged is None else copy.deepcopy(staged)
 
     def _raise_if_already_opened(self, opened: Sequence[Account]) -> None:
         for account in opened:
@@ -544,11 +550,9 @@ class BankApplication(Application[UUID]):
         ):
             raise TransferNotFoundError(str(transfer_id)[:100])
         aggregate_id = TransferAggregate.create_id(transfer_id)
-        group = self.group_commit
-        staged = group.staged(aggregate_id) if group is not None else None
+        staged = self._staged_copy(aggregate_id)
         if staged is not None:
-            # Made or changed by an earlier command of this group commit.
-            return cast("TransferAggregate", copy.deepcopy(staged))
+            return cast("TransferAggregate", staged)
         try:
             transfer: TransferAggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:

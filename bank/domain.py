@@ -546,18 +546,16 @@ class Account(Aggregate):
 
     def void_hold(self, transfer_id: str) -> None:
         """Release a hold without moving money."""
-        hold = self.holds[transfer_id]
-        self._hold_voided(
-            transfer_id,
-            hold["counterparty_account_id"],
-            hold["amount_in_cents"],
-            hold["is_debit"],
-        )
+        self._hold_voided(*self._whole_hold(transfer_id))
 
     def expire_hold(self, transfer_id: str) -> None:
         """Record that a hold lapsed at its expiry."""
+        self._hold_expired(*self._whole_hold(transfer_id))
+
+    def _whole_hold(self, transfer_id: str) -> tuple[str, str, int, bool]:
+        """A hold's fields as an event that ends all of it records them."""
         hold = self.holds[transfer_id]
-        self._hold_expired(
+        return (
             transfer_id,
             hold["counterparty_account_id"],
             hold["amount_in_cents"],

@@ -178,8 +178,9 @@ class Database(ABC):
         """Whether the events table records each event's writing transaction."""
         return False
 
-    def upgrade_log(self, table: Table) -> None:  # noqa: B027  # a hook with a default
-        """Add what the events table needs to be read by transaction: nothing here."""
+    def upgrade_log(self, table: Table) -> bool:
+        """Ready the events table to be read by transaction; whether it now is."""
+        return False
 
     @abstractmethod
     def tracking_sql(self, table: str) -> TrackingSql:
@@ -661,7 +662,8 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
         super().create_table()
         if self.has_notification_ids:
             with self.database.translated_errors():
-                self.database.upgrade_log(self.events_table)
+                # Known now: by_transaction need not ask the database again.
+                self.by_transaction = self.database.upgrade_log(self.events_table)
 
     @functools.cached_property
     def by_transaction(self) -> bool:
@@ -865,7 +867,7 @@ class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
         return LOG_START if row is None else LogPosition(*row)
 
     def log_horizon(self) -> int:
-        """A mark of now, to wait for with log_settled(): 0 if never needed."""
+        """A mark of now, to wait for with log_settled(): 0 if nothing to wait for."""
         if self.log_sql.horizon_sql is None:
             return 0
         with self.database.reading() as connection:

@@ -77,10 +77,6 @@ class Ledger:
         if strtobool(app.env.get("CREATE_TABLE") or "y"):
             self.projection.create_tables()
 
-    def catch_up(self) -> int:
-        """Apply what was committed before now (read-your-writes); return how many."""
-        return self.projection.catch_up()
-
     def accounts_by_owner(
         self, owner_email: str, limit: int = 100, cursor: str | None = None
     ) -> Page:
@@ -88,7 +84,7 @@ class Ledger:
         check_email(owner_email)
         if cursor is not None:
             cursor = _account_cursor(cursor)
-        self.catch_up()
+        self.projection.catch_up()
         accounts = self.projection.accounts
         query = (
             select(accounts)
@@ -116,7 +112,7 @@ class Ledger:
         """An account's statement lines in order, optionally within [since, until)."""
         account_id = normalise_account_id(account_id)
         after = None if cursor is None else _version_cursor(cursor)
-        self.catch_up()
+        self.projection.catch_up()
         lines = self.projection.statement_lines
         query = (
             select(lines)
@@ -138,7 +134,7 @@ class Ledger:
     def account_view(self, account_id: str) -> dict[str, Any] | None:
         """The account's row in the accounts view, or None."""
         account_id = normalise_account_id(account_id)
-        self.catch_up()
+        self.projection.catch_up()
         accounts = self.projection.accounts
         rows = self._accounts_now(
             select(accounts).where(accounts.c.account_id == account_id)
@@ -158,7 +154,7 @@ class Ledger:
             msg = f"a status is one of {', '.join(STATUSES)}"
             raise InvalidCommandError(msg, field="status")
         after = None if cursor is None else _position_cursor(cursor)
-        self.catch_up()
+        self.projection.catch_up()
         now = datetime_now_with_tzinfo()
         table = self.projection.transfers
 
@@ -183,7 +179,7 @@ class Ledger:
         """One transfer as `transfers` lists it, or None if the view has no row."""
         if not isinstance(transfer_id, str) or len(transfer_id) > 64:
             return None
-        self.catch_up()
+        self.projection.catch_up()
         table = self.projection.transfers
         rows = self._rows(select(table).where(table.c.transfer_id == transfer_id))
         return _transfer_item(rows[0], datetime_now_with_tzinfo()) if rows else None
@@ -191,7 +187,7 @@ class Ledger:
     def lapsed_transfer_ids(self, now: datetime, limit: int = 1000) -> list[str]:
         """Pending transfers whose expiry is at or before `now`, soonest first."""
         now = _stored_time(now, "now")
-        self.catch_up()
+        self.projection.catch_up()
         table = self.projection.transfers
         query = (
             select(table.c.transfer_id)
