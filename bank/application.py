@@ -7,8 +7,9 @@ import copy
 import functools
 import logging
 import random
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
@@ -54,7 +55,7 @@ from bank.idempotency import (
     IdempotencyKeyReusedError,
     IdempotencyRecord,
 )
-from bank.persistence import SqlRecorder
+from bank.persistence import LogPosition, SqlAggregateRecorder, SqlRecorder
 from bank.settings import Tuning, check_stored_events_are_readable, make_safe
 from bank.transfers import Transfer as TransferAggregate
 from bank.transfers import TransferNotFoundError
@@ -64,9 +65,12 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import ProjectorFunction
     from eventsourcing.domain import Aggregate
+    from eventsourcing.persistence import Recording
     from eventsourcing.utils import Environment, EnvType
 
 logger = logging.getLogger(__name__)
+# The events of the ledger (not idempotency records): what positions name.
+LEDGER_EVENTS = (Account.Event, TransferAggregate.Event)
 
 
 class _LostRaceError(Exception):
@@ -142,6 +146,10 @@ class BankApplication(Application[UUID]):
         self.max_attempts = tuning.max_attempts
         self.default_currency = tuning.default_currency
         self.group_commit = self._group_commit(tuning.group_commit_max_size)
+        # Lost write races that were retried, and who hears of each (metrics).
+        self.write_conflicts = 0
+        self.on_write_conflict: Callable[[], None] | None = None
+        self._write_conflicts_lock = threading.Lock()
 
     def _group_commit(self, max_size: int) -> GroupCommit[UUID, Aggregate] | None:
         recorder = self.recorder
@@ -312,7 +320,13 @@ class BankApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
         idempotency.check_matches(record)
-        return [CommandResult.replay(result) for result in record.results]
+        # The first execution committed before its record could be read, so
+        # the settled head is at or after its events.
+        position = self.event_log.settled_head()
+        return [
+            replace(CommandResult.replay(result), position=position)
+            for result in record.results
+        ]
 
     def _execute(
         self, commands: Sequence[Command], idempotency: IdempotencyKey | None
@@ -334,6 +348,10 @@ class BankApplication(Application[UUID]):
                 # Another writer saved one of these accounts first: decide
                 # again on the stored state, so rules see the latest balance.
                 logger.debug("write conflict, attempt %d", attempt)
+                with self._write_conflicts_lock:
+                    self.write_conflicts += 1
+                if self.on_write_conflict is not None:
+                    self.on_write_conflict()
                 trust_cache = False
                 if attempt < self.max_attempts:
                     time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
@@ -375,7 +393,11 @@ class BankApplication(Application[UUID]):
         """Write a decision; _LostRaceError if another writer saved first."""
         due = self._snapshots_due(decided.changed)
         try:
-            self.save(*decided.changed, decided.record)
+            recordings = self.save(*decided.changed, decided.record)
+            position = self._position_after(recordings)
+            decided.results[:] = [
+                replace(result, position=position) for result in decided.results
+            ]
             for account, version in due:
                 self._take_snapshot_of(account, version)
         except BaseException as error:
@@ -385,6 +407,25 @@ class BankApplication(Application[UUID]):
             raise
         if self.group_commit is None:
             self._cache_saved(decided.written())
+
+    def _position_after(self, recordings: Sequence[Recording[UUID]]) -> LogPosition:
+        """The log position just after the ledger events this thread just saved."""
+        ids = [
+            recording.notification.id
+            for recording in recordings
+            if isinstance(recording.domain_event, LEDGER_EVENTS)
+        ]
+        if not ids:
+            # Nothing for the ledger (only an idempotency record): whatever
+            # its readers have now is all there is to see of this command.
+            return self.event_log.head()
+        recorder = self.recorder
+        written = (
+            recorder.written_position()
+            if isinstance(recorder, SqlAggregateRecorder)
+            else None
+        )
+        return LogPosition(0 if written is None else written.transaction_id, max(ids))
 
     def _snapshots_due(self, changed: Sequence[Aggregate]) -> list[tuple[Account, int]]:
         """Accounts whose new events reach a multiple of the interval, and which."""

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from eventsourcing.domain import Aggregate
 
+    from bank.persistence import LogPosition
+
 AccountId = str | int
 MAX_BATCH_SIZE = 1000
 
@@ -143,6 +145,9 @@ class CommandResult:
     replayed: bool = False
     # The transfer a transfer command made or changed.
     transfer: TransferState | None = None
+    # Where the log is just after the command's events (or, for a replay,
+    # a point after its first execution's): where a read sees the command.
+    position: LogPosition | None = None
 
     @property
     def account(self) -> AccountState:

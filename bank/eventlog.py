@@ -56,10 +56,24 @@ class EventLog:
         self._log = recorder if isinstance(recorder, SqlApplicationRecorder) else None
 
     def head(self) -> LogPosition:
-        """The position of the last event that can be read now (LOG_START if none)."""
+        """The position of the last ledger event that can be read now (or LOG_START).
+
+        Idempotency records are in the log too, but not in the ledger: no
+        reader of the ledger moves past them, so no head names one.
+        """
         if self._log is not None:
-            return self._log.log_head()
-        return LogPosition(0, self.recorder.max_notification_id() or 0)
+            return self._log.log_head(LEDGER_TOPICS)
+        # Other stores can't read backwards: windows from the end, back.
+        stop = self.recorder.max_notification_id() or 0
+        while stop > 0:
+            start = max(1, stop - PAGE_SIZE + 1)
+            window = self.recorder.select_notifications(
+                start, PAGE_SIZE, stop=stop, topics=LEDGER_TOPICS
+            )
+            if window:
+                return LogPosition(0, window[-1].id)
+            stop = start - 1
+        return LOG_START
 
     def latest(self) -> Notification | None:
         """The stored event with the highest id (of any kind), undecoded."""
@@ -92,6 +106,14 @@ class EventLog:
             pause = min(pause * 2, 0.005)
         return True
 
+    def count(self, after: LogPosition, stop: LogPosition, most: int = 100_000) -> int:
+        """How many ledger events lie after `after` up to `stop` (at most `most`)."""
+        if stop <= after:
+            return 0
+        if self._log is not None:
+            return self._log.count_log(after, stop, LEDGER_TOPICS, most)
+        return len(self._select(after, most, stop, LEDGER_TOPICS))
+
     def page(
         self,
         after: LogPosition,
@@ -99,11 +121,17 @@ class EventLog:
         *,
         stop: LogPosition | None = None,
         topics: Sequence[str] = LEDGER_TOPICS,
+        stream: UUID | None = None,
     ) -> list[LoggedEvent]:
-        """Up to `limit` events after position `after` (up to `stop`), in order."""
+        """Up to `limit` events after position `after` (up to `stop`), in order.
+
+        With `stream`, only that aggregate's events.
+        """
         return [
             self._decoded(position, notification)
-            for position, notification in self._select(after, limit, stop, topics)
+            for position, notification in self._select(
+                after, limit, stop, topics, stream
+            )
         ]
 
     def events(
@@ -135,17 +163,31 @@ class EventLog:
         limit: int,
         stop: LogPosition | None,
         topics: Sequence[str],
+        stream: UUID | None = None,
     ) -> Sequence[tuple[LogPosition, Notification]]:
         if self._log is not None:
-            return self._log.select_log(after, limit, up_to=stop, topics=topics)
-        notifications = self.recorder.select_notifications(
-            after.notification_id,
-            limit,
-            stop=None if stop is None else stop.notification_id,
-            topics=topics,
-            inclusive_of_start=False,
-        )
-        return [(LogPosition(0, n.id), n) for n in notifications]
+            return self._log.select_log(
+                after, limit, up_to=stop, topics=topics, originator_id=stream
+            )
+        selected: list[tuple[LogPosition, Notification]] = []
+        # The in-memory store can't select one stream: pages are filtered here.
+        while len(selected) < limit:
+            notifications = self.recorder.select_notifications(
+                after.notification_id,
+                limit,
+                stop=None if stop is None else stop.notification_id,
+                topics=topics,
+                inclusive_of_start=False,
+            )
+            if not notifications:
+                break
+            after = LogPosition(0, notifications[-1].id)
+            selected += [
+                (LogPosition(0, n.id), n)
+                for n in notifications
+                if stream is None or n.originator_id == stream
+            ]
+        return selected[:limit]
 
     def _decoded(
         self, position: LogPosition, notification: Notification

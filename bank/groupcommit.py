@@ -106,6 +106,8 @@ class GroupCommit(Generic[K, V]):
         # Figures for health reports and benchmarks (updated by the leader).
         self.transactions = 0
         self.commands = 0
+        # Told each committed group's size (metrics), when set.
+        self.on_commit: Callable[[int], None] | None = None
 
     def run(self, job: Callable[[], Decision[T]]) -> T:
         """Decide and write in a group's transaction; answer after its commit."""
@@ -218,6 +220,8 @@ class GroupCommit(Generic[K, V]):
     def _committed(self, group: list[_Job]) -> None:
         self.transactions += 1
         self.commands += len(group)
+        if self.on_commit is not None:
+            self.on_commit(len(group))
         self._publish(
             item  # type: ignore[misc]
             for job in group

@@ -22,6 +22,7 @@ from bench import (
     b4_batch,
     b5_cold_load,
     b6_scale_out,
+    b7_read_side,
 )
 from bench.report import Row, context_line, print_report
 from bench.sizes import FULL, SMOKE
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Row]]] = {
     "B4": b4_batch.run,
     "B5": b5_cold_load.run,
     "B6": b6_scale_out.run,
+    "B7": b7_read_side.run,
 }
 
 

@@ -7,14 +7,19 @@ held to the no-op's at the same number of clients.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bank import BankApplication
+from bank.persistence import LogPosition
+from bank.projections import Ledger
 from bench.http_load import call, drive, health_once, json_body, running_server
 from bench.measure import ms_text, percentile, rate_text, ratio_text
 from bench.report import Row, judged
@@ -35,6 +40,9 @@ THREADS = 4
 NOOP_APP_FACTORY = "bench.noop_app:create_app()"
 TARGET_RATIO = 0.5
 TARGET_P99_SECONDS = 0.025
+TARGET_LAG = 0.1  # p99 from a command's answer to its read-model rows
+LAG_PROBE_PAUSE_SECONDS = 0.01
+LAG_LIMIT_SECONDS = 60.0
 # Fresh connections to GET /api/health, to hear from every worker at least once.
 HEALTH_ATTEMPTS = 50
 NO_GROUP_COMMITS = "n/a (server does not report group commits)"
@@ -53,10 +61,61 @@ class GroupCommits:
 
 @dataclass(frozen=True)
 class BankLoad:
-    """One timed load of the bank, and the group commits its workers made meanwhile."""
+    """One timed load of the bank, and what else was measured meanwhile.
+
+    The group commits its workers made, and the projection lag a probe saw:
+    for each of its deposits, from the answer to its rows being readable.
+    """
 
     result: LoadResult
     mean_group_size: str
+    lags: list[float]
+
+
+class LagProbe:
+    """A client beside the load: deposits, then times until the projector shows each."""
+
+    def __init__(self, port: int, env: Mapping[str, str], account_id: str) -> None:
+        self.port = port
+        self.account_id = account_id
+        self.app = BankApplication(env=dict(env))
+        self.projection = Ledger(self.app).projection
+        self.lags: list[float] = []
+        self.failure: Exception | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self) -> LagProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join(LAG_LIMIT_SECONDS + 10)
+        self.app.close()
+        if self.failure is not None:
+            raise self.failure
+
+    def _probe(self) -> None:
+        try:
+            self._measure()
+        except Exception as error:  # re-raised by __exit__, in the caller
+            self.failure = error
+
+    def _measure(self) -> None:
+        body = json.loads(deposit_body(self.account_id))
+        while not self.stop.is_set():
+            status, answer = call(self.port, "POST", "/api", body)
+            answered = time.perf_counter()
+            if status != 200:
+                raise ServerError(f"the lag probe's deposit answered {status}")
+            position = LogPosition.from_token(answer["position"])
+            while self.projection.position() < position:
+                if time.perf_counter() - answered > LAG_LIMIT_SECONDS:
+                    raise ServerError("the projector fell behind by over a minute")
+                time.sleep(0.0005)
+            self.lags.append(time.perf_counter() - answered)
+            self.stop.wait(LAG_PROBE_PAUSE_SECONDS)
 
 
 def run(sizes: Sizes) -> list[Row]:
@@ -162,8 +221,23 @@ def bank_rows(
                 f"before and after)",
                 load.mean_group_size,
             ),
+            lag_row(row_id, where, load.lags),
         ]
     return rows
+
+
+def lag_row(row_id: str, where: str, lags: list[float]) -> Row:
+    """The projection lag's p99 under the load, held to its target."""
+    figure = (
+        f"{where}: projection lag p99 (a probe's deposit answered → its rows "
+        f"readable; {len(lags)} probes, bank projector beside the workers)"
+    )
+    if not lags:
+        return Row(row_id, figure, "no probe finished", f"≤ {ms_text(TARGET_LAG)}")
+    p99 = percentile(lags, 0.99)
+    return judged(
+        row_id, figure, ms_text(p99), f"≤ {ms_text(TARGET_LAG)}", p99 <= TARGET_LAG
+    )
 
 
 def load_postgres(directory: Path, seconds: float) -> dict[int, BankLoad]:
@@ -204,12 +278,18 @@ def load_bank(
             account_ids = [
                 open_account(port, f"b3-{clients}-{n}") for n in range(clients)
             ]
+            probe_account = open_account(port, f"b3-{clients}-lag")
             before = group_commits(port)
-            result = drive(port, [deposit_body(a) for a in account_ids], seconds)
+            with LagProbe(port, {**settings, "SQLALCHEMY_URL": url}, probe_account) as (
+                probe
+            ):
+                result = drive(port, [deposit_body(a) for a in account_ids], seconds)
             after = group_commits(port)
             result.raise_if_failed(f"the bank on {name}")
             check_balances(port, account_ids, result)
-            loads[clients] = BankLoad(result, mean_group_size(before, after))
+            loads[clients] = BankLoad(
+                result, mean_group_size(before, after), probe.lags
+            )
     return loads
 
 

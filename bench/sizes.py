@@ -21,6 +21,10 @@ class Sizes:
     b5_replay_loads: int
     b6_seconds: float
     b6_rounds: int
+    b7_events: int
+    b7_small_accounts: int
+    b7_large_accounts: int
+    b7_rounds: int
 
 
 FULL = Sizes(
@@ -38,6 +42,11 @@ FULL = Sizes(
     # Per N and per loop (bank, raw), split into alternating rounds.
     b6_seconds=3.0,
     b6_rounds=2,
+    # Per database and size, split into alternating rounds.
+    b7_events=100_000,
+    b7_small_accounts=1_000,
+    b7_large_accounts=100_000,
+    b7_rounds=3,
 )
 
 SMOKE = Sizes(
@@ -53,4 +62,8 @@ SMOKE = Sizes(
     b5_replay_loads=1,
     b6_seconds=0.5,
     b6_rounds=1,
+    b7_events=2_000,
+    b7_small_accounts=20,
+    b7_large_accounts=1_000,
+    b7_rounds=1,
 )

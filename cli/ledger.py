@@ -236,7 +236,7 @@ def rebuild_projections(ctx: click.Context) -> None:
     """Drop every read model and rebuild it from the log; an interrupted run resumes."""
     session = ctx.find_object(BankSession)
     assert session is not None
-    projection = Ledger(session.app).projection
+    projection = Ledger(session.app).writer
     # Progress in notification ids: the order of the log, give or take the
     # few that commit out of order on PostgreSQL.
     total = session.app.event_log.settled_head().notification_id

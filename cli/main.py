@@ -6,6 +6,7 @@ import click
 
 from bank.commands import AccountState
 from cli.ledger import accounts, audit_command, projections, replay, statement
+from cli.projector import projector
 from cli.serve import keygen, serve
 from cli.session import BankGroup, BankSession, metadata_option, pass_session
 from cli.tables import account_table, history_table, print_table
@@ -178,6 +179,7 @@ for command in (
     accounts,
     replay,
     projections,
+    projector,
     audit_command,
     post,
     void,

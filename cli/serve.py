@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from eventsourcing.cryptography import AESCipher
 
+from cli.serve_hooks import METRICS_DIR_SETTING, RUN_PROJECTOR_SETTING
 from cli.session import BankSession, pass_session
 
 if TYPE_CHECKING:
@@ -20,7 +24,10 @@ WEB_APP_FACTORY = "web:create_app()"
 # web.server's worker; named here so that the CLI needs no import of it.
 WORKER_CLASS = "web.server.EventedWorker"
 READ_TIMEOUT_SETTING = "BANK_READ_TIMEOUT_SECONDS"
+CATCH_UP_SETTING = "BANK_CATCH_UP_IN_REQUEST"
+SERVER_HOOKS = "python:cli.serve_hooks"
 DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+METRICS_DIR_PREFIX = "bank-metrics-"
 DEFAULT_KEEPALIVE_SECONDS = 5
 # The settings web.auth reads, named here so that the CLI needs no Flask import.
 API_TOKEN_SETTINGS = ("BANK_API_TOKENS", "BANK_API_TOKENS_FILE")
@@ -78,6 +85,11 @@ def database_env(url: str) -> dict[str, str]:
     help="SQLAlchemy database URL for the server (overrides the global --db).",
 )
 @click.option(
+    "--no-projector",
+    is_flag=True,
+    help="Run no projector beside the workers (run `bank projector` elsewhere).",
+)
+@click.option(
     "--insecure-no-auth",
     is_flag=True,
     help="Allow a non-loopback address without API tokens (never in production).",
@@ -93,13 +105,15 @@ def serve(
     read_timeout: float,
     keepalive: int,
     db_url: str | None,
+    no_projector: bool,
     insecure_no_auth: bool,
 ) -> None:
     """Serve the JSON API over HTTP with gunicorn (replaces this process).
 
     Connections are read by each worker's event loop; a request reaches one of
     its threads only once it has arrived whole, so idle and slow clients hold
-    no thread.
+    no thread. A `bank projector` runs beside the workers (restarted if it
+    dies) unless --no-projector says one runs elsewhere.
     """
     if not (is_loopback(host) or api_tokens_configured(os.environ) or insecure_no_auth):
         raise click.UsageError(
@@ -110,7 +124,49 @@ def serve(
     argv = gunicorn_argv(host, port, workers, threads, keepalive)
     env = serve_env(os.environ, db_url or session.db_url)
     env[READ_TIMEOUT_SETTING] = str(read_timeout)
+    # A projector keeps the read models current, this server's or another's:
+    # reads wait for it rather than catching up themselves.
+    env[CATCH_UP_SETTING] = "n"
+    env[RUN_PROJECTOR_SETTING] = "0" if no_projector else "1"
+    env[METRICS_DIR_SETTING] = fresh_metrics_dir(env.get(METRICS_DIR_SETTING))
     os.execvpe(argv[0], argv, env)
+
+
+def fresh_metrics_dir(configured: str | None) -> str:
+    """An empty directory for the workers' metrics files: no earlier server's counts.
+
+    The configured one, emptied, or else a new temporary one.
+    """
+    if not configured:
+        remove_dead_servers_metrics()
+        # gunicorn's master keeps this process's pid (exec), so the name says
+        # whose it is.
+        return tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    directory = Path(configured)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return str(directory)
+
+
+def remove_dead_servers_metrics() -> None:
+    """Delete the temporary metrics directories of servers that have stopped."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(METRICS_DIR_PREFIX).partition("-")[0]
+        owned = directory.is_dir() and directory.stat().st_uid == os.getuid()
+        if owned and pid.isdigit() and not is_running(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process with that pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 def is_loopback(host: str) -> bool:
@@ -163,6 +219,8 @@ def gunicorn_argv(
         # gunicorn 27 otherwise shares one ~/.gunicorn control socket between
         # every server on the machine.
         "--no-control-socket",
+        "--config",
+        SERVER_HOOKS,
         app_factory,
     ]
 

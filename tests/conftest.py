@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from scenario import Scenario
+from standby import standby_url  # noqa: F401 (a fixture for every test)
 
 from bank import BankApplication
 from web import create_app
@@ -26,6 +28,63 @@ POSTGRES_URL = os.environ.get(
     "BANK_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
 BankEnv = dict[str, str]
+
+
+class _AnyPosition:  # noqa: PLW1641 (equal to strings of any hash, so unhashable)
+    """Equal to any log position an answer may carry: 32 lowercase hex digits.
+
+    Positions are opaque (on PostgreSQL they start with the writing
+    transaction), so a test that compares whole answers matches them with this.
+    """
+
+    _DIGITS = re.compile("[0-9a-f]{32}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self._DIGITS.fullmatch(other) is not None
+
+    def __repr__(self) -> str:
+        return "POSITION (any 32 lowercase hex digits)"
+
+
+POSITION: Any = _AnyPosition()
+
+
+def without_position(answer: dict[str, Any]) -> dict[str, Any]:
+    """A command's (or a batch's) answer without the positions it carries."""
+    rest = {name: value for name, value in answer.items() if name != "position"}
+    if "results" in rest:
+        rest["results"] = [without_position(result) for result in rest["results"]]
+    return rest
+
+
+def positions(answer: dict[str, Any]) -> list[str]:
+    """The positions an answer carries: its own, then each batch result's."""
+    results = answer.get("results", [])
+    return [answer["position"], *(result["position"] for result in results)]
+
+
+def assert_replays(first: Any, replay: Any) -> None:
+    """The replay answers as the first execution did, at or after its position.
+
+    A replay's position is read when it is answered, so it may be later than
+    the first's; positions sort in log order as strings.
+    """
+    assert without_position(replay) == without_position(first)
+    assert positions(first) == [POSITION] * len(positions(first))
+    assert positions(replay) == [POSITION] * len(positions(first))
+    for first_position, replay_position in zip(
+        positions(first), positions(replay), strict=True
+    ):
+        assert replay_position >= first_position
+
+
+def accepted(client: FlaskClient, command: str, **data: Any) -> dict[str, Any]:
+    """Send one command through the test client; its answer, which must be 2xx."""
+    response = client.post("/api", json={"command": command, "data": data})
+    assert response.status_code in (200, 201), response.json
+    answer = response.json
+    assert isinstance(answer, dict)
+    return answer
 
 
 def no_holds(account_id: str, balance: int, *, version: int) -> dict[str, Any]:

@@ -8,9 +8,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import POSITION
 from openapi_spec_validator import validate
 
 from bank import BankApplication
+from bank.persistence import LOG_START
 from web import create_app
 from web.errors import STATUS_BY_CODE
 from web.registry import COMMANDS
@@ -67,6 +69,7 @@ def test_account_open_answers_201_with_the_new_account(client: FlaskClient) -> N
         "account_id": "123",
         **balances(0, version=1),
         "account_owner_email": "a@example.com",
+        "position": POSITION,
     }
 
 
@@ -84,7 +87,11 @@ def test_account_deposit_answers_the_new_balance_and_version(
     response = command(client, "account_deposit", account_id=123, amount_in_cents=525)
 
     assert response.status_code == 200
-    assert response.json == {"account_id": "123", **balances(1525, version=3)}
+    assert response.json == {
+        "account_id": "123",
+        **balances(1525, version=3),
+        "position": POSITION,
+    }
 
 
 def test_an_amount_may_be_sent_as_a_string_of_digits(
@@ -107,7 +114,11 @@ def test_account_withdraw_answers_the_new_balance(
     )
 
     assert response.status_code == 200
-    assert response.json == {"account_id": "123", **balances(700, version=3)}
+    assert response.json == {
+        "account_id": "123",
+        **balances(700, version=3),
+        "position": POSITION,
+    }
 
 
 def test_account_transfer_answers_both_accounts(
@@ -128,6 +139,7 @@ def test_account_transfer_answers_both_accounts(
     assert body["status"] == "posted"
     assert body["from_account"] == {"account_id": "123", **balances(600, version=3)}
     assert body["to_account"] == {"account_id": "456", **balances(400, version=2)}
+    assert body["position"] == POSITION
 
 
 def test_account_set_overdraft_limit_answers_the_limit(
@@ -145,6 +157,7 @@ def test_account_set_overdraft_limit_answers_the_limit(
         "account_id": "123",
         **balances(1000, version=3, available=6000),
         "overdraft_limit_in_cents": 5000,
+        "position": POSITION,
     }
 
 
@@ -156,6 +169,7 @@ def test_account_close_answers_closed(client: FlaskClient, funded: str) -> None:
         "account_id": "456",
         **balances(0, version=2),
         "closed": True,
+        "position": POSITION,
     }
 
 
@@ -651,6 +665,12 @@ def test_health_reports_the_database_reachable(client: FlaskClient) -> None:
         "database": "reachable",
         "worker_pid": os.getpid(),
         "group_commit": {"transactions": 0, "commands": 0},
+        "projection": {
+            "position": LOG_START.token(),
+            "head": LOG_START.token(),
+            "lag_events": 0,
+            "rebuilding": False,
+        },
     }
 
 

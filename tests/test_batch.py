@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import no_holds
+from conftest import POSITION, no_holds
 
 from bank import BankApplication, InsufficientFundsError, InvalidCommandError
 from bank.commands import MAX_BATCH_SIZE, Deposit, OpenAccount, Transfer, Withdraw
@@ -103,10 +103,12 @@ def test_a_batch_over_http_answers_each_commands_result_in_order(
             {
                 **no_holds("1", 0, version=1),
                 "account_owner_email": "a@example.com",
+                "position": POSITION,
             },
-            no_holds("1", 700, version=2),
-            no_holds("1", 500, version=3),
-        ]
+            {**no_holds("1", 700, version=2), "position": POSITION},
+            {**no_holds("1", 500, version=3), "position": POSITION},
+        ],
+        "position": POSITION,
     }
 
 

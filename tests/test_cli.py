@@ -243,6 +243,8 @@ def test_serve_runs_the_flask_factory_under_gunicorn() -> None:
         "--access-logfile",
         "-",
         "--no-control-socket",
+        "--config",
+        "python:cli.serve_hooks",
         "web:create_app()",
     ]
 

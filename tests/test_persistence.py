@@ -299,6 +299,12 @@ class TestPostgresNonInterleaving(OnPostgres, NonInterleavingCases):
         for thread in threads:
             thread.join(30)
 
+        # As every reader does: wait for transactions begun before now to end
+        # (another test's, on the same server, would hold the log back).
+        horizon = recorder.log_horizon()
+        deadline = time.monotonic() + 30
+        while not recorder.log_settled(horizon) and time.monotonic() < deadline:
+            time.sleep(0.01)
         log = recorder.select_log(LOG_START, 3 * self.insert_num)
         streams = [notification.originator_id for _, notification in log]
         assert len(streams) == 2 * self.insert_num
@@ -543,6 +549,11 @@ def test_on_postgres_a_write_that_commits_first_is_read_after_an_older_open_one(
         assert recorder.select_log(LOG_START, 10) == []
         assert recorder.log_head() == LOG_START
 
+    # (As readers do: wait for any other test's transaction on the server.)
+    horizon = recorder.log_horizon()
+    deadline = time.monotonic() + 30
+    while not recorder.log_settled(horizon) and time.monotonic() < deadline:
+        time.sleep(0.01)
     log = recorder.select_log(LOG_START, 10)
     assert [notification.originator_id for _, notification in log] == [first, later]
     assert [notification.id for _, notification in log] == [1, 2]

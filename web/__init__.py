@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from bank import BankApplication
-from web.api import api
+from web import events as _feed_routes  # noqa: F401  # registers /api/events
+from web.api import api, metrics_page
 from web.auth import load_tokens, require_bearer_token
+from web.console import console
 from web.errors import register_error_handlers
+from web.logs import configure_logging, log_requests
+from web.metrics import count_http_requests, observe_bank
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,8 +34,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     flask_app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
     flask_app.config.from_mapping(config or {})
+    configure_logging(config or {})
     flask_app.extensions["bank"] = BankApplication(env=bank_env(config or {}))
+    observe_bank(flask_app.extensions["bank"])
+    # Before the token check, so that a refused request has its id and count.
+    log_requests(flask_app)
+    count_http_requests(flask_app)
     flask_app.register_blueprint(api)
+    flask_app.register_blueprint(console)  # HTML pages at / and /api/docs
+    flask_app.register_blueprint(metrics_page)
     require_bearer_token(flask_app, load_tokens(config or {}))
     register_error_handlers(flask_app)
     return flask_app

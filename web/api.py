@@ -8,8 +8,9 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from bank.audit import audit
 from bank.commands import AccountState
 from bank.domain import (
     TRANSFER_ID_PATTERN,
@@ -19,15 +20,18 @@ from bank.domain import (
     normalise_account_id,
 )
 from bank.idempotency import IDEMPOTENCY_KEY_PATTERN
+from bank.persistence import LogPosition
 from bank.projections import (
     MAX_POSITION,
     MAX_VERSION,
     Ledger,
     ReadModelsUnavailableError,
 )
+from bank.readside import ReadSide
 from bank.transfers import STATUSES, TransferNotFoundError
 from web.errors import ApiError
-from web.openapi import openapi_document
+from web.metrics import CONTENT_TYPE, exposition
+from web.openapi import MAX_AUDIT_VIOLATIONS_LISTED, openapi_document
 from web.reads import (
     MAX_PAGE_SIZE,
     MAX_QUERY_INT,
@@ -46,12 +50,13 @@ from web.registry import Answer, run_batch, run_command
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flask import Response
-
     from bank import BankApplication
+    from bank.audit import AuditReport, Violation
     from bank.commands import TransferState
 
 api = Blueprint("api", __name__, url_prefix="/api")
+# GET /metrics, beside the API: where a Prometheus scraper looks.
+metrics_page = Blueprint("metrics", __name__)
 
 MAX_COMMAND_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE_SIZE = 100
@@ -107,7 +112,12 @@ def list_accounts() -> Response:
     if cursor is not None:
         reason = "must be a cursor from a previous page"
         checked(normalise_account_id, cursor, "cursor", reason)
-    page = ledger().accounts_by_owner(owner_email, limit=page_size(), cursor=cursor)
+    page = ledger().accounts_by_owner(
+        owner_email,
+        limit=page_size(),
+        cursor=cursor,
+        min_position=query_position("min_position"),
+    )
     accounts = [AccountListItem.of_row(row) for row in page.items]
     body = AccountsPage(accounts=accounts, next_cursor=page.next_cursor)
     return jsonify(body.model_dump(mode="json"))
@@ -131,6 +141,7 @@ def get_statement(account_id: str) -> Response:
     account_id = path_account_id(account_id)
     cursor = query_int("cursor", minimum=0, maximum=MAX_VERSION)
     since, until, limit = query_time("from"), query_time("to"), page_size()
+    min_position = query_position("min_position")
     account_id = bank().require_account(account_id)
     page = ledger().statement(
         account_id,
@@ -138,6 +149,7 @@ def get_statement(account_id: str) -> Response:
         until=until,
         limit=limit,
         cursor=None if cursor is None else str(cursor),
+        min_position=min_position,
     )
     lines = [StatementLine.model_validate(row) for row in page.items]
     body = StatementPage(
@@ -155,12 +167,14 @@ def list_account_transfers(account_id: str) -> Response:
         raise _bad_query("status", "must be one of " + ", ".join(STATUSES))
     cursor = query_int("cursor", minimum=0, maximum=MAX_POSITION)
     limit = page_size()
+    min_position = query_position("min_position")
     account_id = bank().require_account(account_id)
     page = ledger().transfers(
         account_id,
         status=status,
         limit=limit,
         cursor=None if cursor is None else str(cursor),
+        min_position=min_position,
     )
     transfers = [TransferView.of(row) for row in page.items]
     body = TransfersPage(
@@ -199,7 +213,8 @@ def get_account_events(account_id: str) -> Response:
     account_id = path_account_id(account_id)
     after_version = query_int("after_version", minimum=0, maximum=MAX_VERSION)
     limit = page_size()
-    events = bank().get_history(account_id, after_version=after_version, limit=limit)
+    min_position = query_position("min_position")
+    events = read_side().history(account_id, after_version, limit, min_position)
     response = jsonify(
         [EventView.of(event).model_dump(mode="json") for event in events]
     )
@@ -216,9 +231,9 @@ def get_account_events(account_id: str) -> Response:
 
 @api.get("/health")
 def health() -> Response:
-    """Whether the service and its database answer; this worker's group commits."""
+    """Whether the service and its database answer; the read side; group commits."""
     app = bank()
-    app.event_log.head()
+    head = app.event_log.head()
     group = app.group_commit
     return jsonify(
         {
@@ -228,8 +243,95 @@ def health() -> Response:
             "group_commit": None
             if group is None
             else {"transactions": group.transactions, "commands": group.commands},
+            "projection": projection_health(head),
         }
     )
+
+
+def projection_health(head: LogPosition) -> dict[str, Any] | None:
+    """Where the read models are against the log's head, and how far behind."""
+    try:
+        projection = ledger().projection
+    except ReadModelsUnavailableError:
+        return None
+    position, rebuilding = projection.state()
+    return {
+        "position": position.token(),
+        "head": head.token(),
+        "lag_events": projection.lag(head),
+        "rebuilding": rebuilding,
+    }
+
+
+@metrics_page.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics (all workers'), and the read models' lag right now."""
+    return Response(exposition(projection_lag()), content_type=CONTENT_TYPE)
+
+
+def projection_lag() -> int | None:
+    """Events the read models are behind the log's head; None without them."""
+    head = bank().event_log.head()
+    try:
+        projection = ledger().projection
+    except ReadModelsUnavailableError:
+        return None
+    return projection.lag(head)
+
+
+@api.get("/audit")
+def get_audit() -> Response:
+    """Run `bank audit`'s checks on the whole log; each check's result and findings."""
+    try:
+        read_models: Ledger | None = ledger()
+    except ReadModelsUnavailableError:
+        read_models = None  # an in-memory store has none: that check is skipped
+    return jsonify(audit_answer(audit(bank(), read_models)))
+
+
+def audit_answer(report: AuditReport) -> dict[str, Any]:
+    """The audit's figures and checks, each with its first violations."""
+    found: dict[str, list[Violation]] = {}
+    for violation in report.violations:
+        found.setdefault(violation.check, []).append(violation)
+    return {
+        "passed": report.clean,
+        "accounts": report.accounts,
+        "account_events": report.events,
+        "transfers": report.transfers,
+        "transfer_events": report.transfer_events,
+        "currencies": [
+            {
+                "currency": currency,
+                "balance_in_cents": totals.balance_in_cents,
+                "deposits_in_cents": totals.deposits_in_cents,
+                "withdrawals_in_cents": totals.withdrawals_in_cents,
+            }
+            for currency, totals in sorted(report.currencies.items())
+        ],
+        "checks": [
+            {
+                "name": check.name,
+                "description": check.description,
+                "ran": check.ran,
+                "passed": check.passed,
+                "examined": check.examined,
+                "violation_count": check.violations,
+                "violations": [
+                    {
+                        "message": violation.message,
+                        "account_id": violation.account_id,
+                        "version": violation.version,
+                        "transfer_id": violation.transfer_id,
+                    }
+                    for violation in found.get(check.name, [])[
+                        :MAX_AUDIT_VIOLATIONS_LISTED
+                    ]
+                ],
+            }
+            for check in report.checks
+        ],
+    }
 
 
 @api.get("/openapi.json")
@@ -290,13 +392,37 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+def read_side() -> ReadSide:
+    """Where reads are served (the primary, or BANK_READ_URL's standby)."""
+    extensions = current_app.extensions
+    if "read_side" not in extensions:
+        extensions["read_side"] = ReadSide(bank())
+    found: ReadSide = extensions["read_side"]
+    return found
+
+
 def ledger() -> Ledger:
     """The read models, built on first use."""
     extensions = current_app.extensions
     if "ledger" not in extensions:
-        extensions["ledger"] = Ledger(bank())
+        extensions["ledger"] = Ledger(bank(), read_side())
     found: Ledger = extensions["ledger"]
     return found
+
+
+def query_position(name: str) -> LogPosition | None:
+    """An optional position query parameter: a command's `position`, or a feed's."""
+    raw = request.args.get(name)
+    return None if raw is None else parse_position(raw, name)
+
+
+def parse_position(raw: str, name: str, location: str = "query") -> LogPosition:
+    """The position a token names, else a 422 naming the parameter."""
+    try:
+        return LogPosition.from_token(raw)
+    except ValueError:
+        reason = "must be a position from a command's answer or the event feed"
+        raise _bad_query(name, reason, location) from None
 
 
 def page_size() -> int:

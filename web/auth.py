@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 TOKENS = "BANK_API_TOKENS"
 TOKENS_FILE = "BANK_API_TOKENS_FILE"
 OPEN_ENDPOINTS = frozenset({"api.health"})
+# The console's pages (web/console.py) and its files (Flask's "static" route,
+# web/static) hold no data: each page fetches its data from /api, with a token.
+OPEN_PAGES = frozenset({"static"})
+OPEN_BLUEPRINTS = frozenset({"console"})
 
 
 def load_tokens(config: Mapping[str, Any]) -> tuple[bytes, ...]:
@@ -40,7 +44,9 @@ def require_bearer_token(flask_app: Flask, tokens: tuple[bytes, ...]) -> None:
 
 
 def _check_bearer_token() -> None:
-    if request.endpoint in OPEN_ENDPOINTS:
+    if request.endpoint in OPEN_ENDPOINTS | OPEN_PAGES:
+        return
+    if request.blueprint in OPEN_BLUEPRINTS:
         return
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     tokens: tuple[bytes, ...] = current_app.extensions["bank_api_tokens"]

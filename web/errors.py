@@ -47,8 +47,17 @@ STATUS_BY_CODE: dict[str, int] = {
     "read_models_unavailable": 501,
     "concurrency_conflict": 503,
     "database_unavailable": 503,
+    "read_model_behind": 503,
+    "read_model_rebuilding": 503,
+    "too_many_streams": 503,
 }
-RETRY_AFTER_SECONDS = {"concurrency_conflict": "1", "database_unavailable": "5"}
+RETRY_AFTER_SECONDS = {
+    "concurrency_conflict": "1",
+    "database_unavailable": "5",
+    "read_model_behind": "1",
+    "read_model_rebuilding": "5",
+    "too_many_streams": "5",
+}
 CODE_BY_HTTP_STATUS = {
     400: "bad_request",
     404: "not_found",

@@ -7,17 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
+from bank.audit import CHECKS
 from bank.commands import MAX_BATCH_SIZE
 from bank.domain import ACCOUNT_ID_PATTERN, TRANSFER_ID_PATTERN
+from bank.feed import FEED_TYPES
 from bank.projections import MAX_POSITION, MAX_VERSION
 from bank.transfers import STATUSES
 from web.errors import STATUS_BY_CODE, ErrorBody
 from web.reads import (
     MAX_PAGE_SIZE,
+    POSITION_PATTERN,
     TIME_PATTERN,
     AccountsPage,
     AccountView,
     EventView,
+    FeedPageView,
     StatementPage,
     TransfersPage,
     TransferView,
@@ -70,8 +74,18 @@ READ_ERRORS = [
 # Reading an account or a transfer as it is now first records the expiry of
 # lapsed holds: a write, which can keep losing races.
 EXPIRING_READ_ERRORS = [*READ_ERRORS, "concurrency_conflict"]
+# Reads wait for a position; past BANK_READ_WAIT_SECONDS they are refused.
+WAITING_READ_ERRORS = [*READ_ERRORS, "read_model_behind"]
 # Statement and listing come from the read models, which some stores lack.
-READ_MODEL_ERRORS = [*READ_ERRORS, "read_models_unavailable"]
+READ_MODEL_ERRORS = [
+    *WAITING_READ_ERRORS,
+    "read_models_unavailable",
+    "read_model_rebuilding",
+]
+# GET /api/audit lists at most this many violations of each check.
+MAX_AUDIT_VIOLATIONS_LISTED = 20
+POSITION_SCHEMA: Schema = {"type": "string", "pattern": POSITION_PATTERN}
+TEXT: Schema = {"type": "string"}
 ACCOUNT_ID_SCHEMA: Schema = {
     "type": "string",
     "pattern": f"^{ACCOUNT_ID_PATTERN.pattern}$",
@@ -143,6 +157,7 @@ def _schemas() -> dict[str, Schema]:
         StatementPage,
         TransferView,
         TransfersPage,
+        FeedPageView,
     ]
     models += [spec.response_model for spec in COMMANDS.values()]
     _, definitions = models_json_schema(
@@ -179,16 +194,21 @@ def _schemas() -> dict[str, Schema]:
     }
     schemas["batch_results"] = {
         "type": "object",
-        "required": ["results"],
+        "required": ["results", "position"],
         "additionalProperties": False,
         "properties": {
+            "position": {
+                "type": "string",
+                "pattern": POSITION_PATTERN,
+                "description": "The log's position just after the batch's events.",
+            },
             "results": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_BATCH_SIZE,
                 # Answer schemas admit no field but their own, so exactly one fits.
                 "items": {"oneOf": _answer_refs(range(200, 300))},
-            }
+            },
         },
     }
     return schemas
@@ -328,6 +348,27 @@ def _time() -> Schema:
     }
 
 
+def _min_position() -> Schema:
+    return _query(
+        "min_position",
+        "Answer only once the read side has reached this position (a command "
+        "answer's `position`); without it, the log's head at arrival. Waits at "
+        "most BANK_READ_WAIT_SECONDS, then 503 read_model_behind.",
+        POSITION_SCHEMA,
+    )
+
+
+def _feed_filters() -> list[Schema]:
+    return [
+        _query("account_id", "Only this account's events.", ACCOUNT_ID_SCHEMA),
+        _query(
+            "type",
+            "Only events of this type.",
+            {"type": "string", "enum": list(FEED_TYPES)},
+        ),
+    ]
+
+
 def _limit() -> Schema:
     return _query("limit", "Page size (default 100).", _whole(1, MAX_PAGE_SIZE))
 
@@ -352,6 +393,74 @@ def _version_or_moment() -> Schema:
             "not": {"required": ["version", "as_of"]},
         },
     }
+
+
+def _audit_answer() -> Schema:
+    """What GET /api/audit answers: the figures, then every check."""
+    count: Schema = {"type": "integer", "minimum": 0}
+    nullable_text: Schema = {"type": ["string", "null"]}
+
+    def closed(properties: Schema) -> Schema:
+        return {
+            "type": "object",
+            "required": list(properties),
+            "additionalProperties": False,
+            "properties": properties,
+        }
+
+    violation = closed(
+        {
+            "message": TEXT,
+            "account_id": nullable_text,
+            "version": {"type": ["integer", "null"]},
+            "transfer_id": nullable_text,
+        }
+    )
+    check = closed(
+        {
+            "name": {"type": "string", "enum": list(CHECKS)},
+            "description": TEXT,
+            "ran": {
+                "type": "boolean",
+                "description": "false when the check could not run (the read "
+                "models of an in-memory store).",
+            },
+            "passed": {"type": "boolean", "description": "Ran and found nothing."},
+            "examined": {"type": "string", "description": "What it looked at."},
+            "violation_count": count,
+            "violations": {
+                "type": "array",
+                "maxItems": MAX_AUDIT_VIOLATIONS_LISTED,
+                "items": violation,
+                "description": f"The first {MAX_AUDIT_VIOLATIONS_LISTED} "
+                "violations found.",
+            },
+        }
+    )
+    currency = closed(
+        {
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "balance_in_cents": {"type": "integer"},
+            "deposits_in_cents": {"type": "integer"},
+            "withdrawals_in_cents": {"type": "integer"},
+        }
+    )
+    return closed(
+        {
+            "passed": {"type": "boolean", "description": "No violation found."},
+            "accounts": count,
+            "account_events": count,
+            "transfers": count,
+            "transfer_events": count,
+            "currencies": {"type": "array", "items": currency},
+            "checks": {
+                "type": "array",
+                "minItems": len(CHECKS),
+                "maxItems": len(CHECKS),
+                "items": check,
+            },
+        }
+    )
 
 
 @cache
@@ -390,6 +499,7 @@ def openapi_document() -> Schema:
                         "next_cursor of the previous page (an account id).",
                         ACCOUNT_ID_SCHEMA,
                     ),
+                    _min_position(),
                 ],
                 _json(_ref("AccountsPage"), "The accounts (from the read model)."),
                 READ_MODEL_ERRORS,
@@ -414,6 +524,7 @@ def openapi_document() -> Schema:
                         "next_cursor of the previous page (a version).",
                         _whole(0, MAX_VERSION),
                     ),
+                    _min_position(),
                 ],
                 _json(_ref("StatementPage"), "Statement lines (from the read model)."),
                 [*READ_MODEL_ERRORS, "account_not_found"],
@@ -434,6 +545,7 @@ def openapi_document() -> Schema:
                         "next_cursor of the previous page (a log position).",
                         _whole(0, MAX_POSITION),
                     ),
+                    _min_position(),
                 ],
                 _json(_ref("TransfersPage"), "Transfers (from the read model)."),
                 [*READ_MODEL_ERRORS, "account_not_found"],
@@ -451,7 +563,14 @@ def openapi_document() -> Schema:
                     }
                 ],
                 _json(_ref("TransferView"), "The transfer."),
-                [*EXPIRING_READ_ERRORS, "transfer_not_found"],
+                # One made before transfers were aggregates is read from the
+                # read models, which may be behind or rebuilding.
+                [
+                    *EXPIRING_READ_ERRORS,
+                    "transfer_not_found",
+                    "read_model_behind",
+                    "read_model_rebuilding",
+                ],
             ),
             "/api/accounts/{account_id}/events": _get(
                 "getAccountEvents",
@@ -464,6 +583,7 @@ def openapi_document() -> Schema:
                         _whole(0, MAX_VERSION),
                     ),
                     _limit(),
+                    _min_position(),
                 ],
                 _json(
                     {"type": "array", "items": _ref("EventView")},
@@ -475,7 +595,71 @@ def openapi_document() -> Schema:
                         )
                     },
                 ),
-                [*READ_ERRORS, "account_not_found"],
+                [*WAITING_READ_ERRORS, "account_not_found"],
+            ),
+            "/api/events": _get(
+                "listEvents",
+                "Every event of the bank in log order, exactly once to a client "
+                "that pages with next_after.",
+                [
+                    _query(
+                        "after",
+                        "Only events after this position (a next_after, or an "
+                        "event's position); default: the start of the log.",
+                        POSITION_SCHEMA,
+                    ),
+                    _limit(),
+                    *_feed_filters(),
+                    _min_position(),
+                ],
+                _json(_ref("FeedPageView"), "Events, in log order."),
+                WAITING_READ_ERRORS,
+            ),
+            "/api/events/stream": {
+                "get": {
+                    "operationId": "streamEvents",
+                    "summary": "The feed as Server-Sent Events: each event's id is "
+                    "its position, Last-Event-ID resumes, a heartbeat comment "
+                    "every 15 s.",
+                    "parameters": [
+                        _query(
+                            "after",
+                            "Only events after this position; default: the start.",
+                            POSITION_SCHEMA,
+                        ),
+                        *_feed_filters(),
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "description": "Resume after this position (wins "
+                            "over `after`).",
+                            "schema": POSITION_SCHEMA,
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "`id: <position>`, `event: <type>`, "
+                            "`data: <the event as in /api/events>` per event.",
+                            # No schema: the body is a stream of events, not a value.
+                            "content": {"text/event-stream": {}},
+                        },
+                        **_errors([*READ_ERRORS, "too_many_streams"]),
+                    },
+                }
+            },
+            "/api/audit": _get(
+                "audit",
+                "Run the checks of `bank audit`: re-derive every account and "
+                "transfer from the whole log and hold what is stored against it.",
+                [],
+                _json(
+                    _audit_answer(),
+                    "Each check and what it found (200 whether or not it "
+                    "passed). Read-only: like `bank audit`, it may first bring "
+                    "the read models up to the log. It reads the whole log.",
+                ),
+                READ_ERRORS,
             ),
             "/api/health": {
                 "get": {
@@ -490,6 +674,7 @@ def openapi_document() -> Schema:
                                     "database",
                                     "worker_pid",
                                     "group_commit",
+                                    "projection",
                                 ],
                                 "additionalProperties": False,
                                 "properties": {
@@ -523,6 +708,37 @@ def openapi_document() -> Schema:
                                                         "type": "integer",
                                                         "minimum": 0,
                                                     },
+                                                },
+                                            },
+                                        ],
+                                    },
+                                    "projection": {
+                                        "description": (
+                                            "The read models' position, the "
+                                            "log's head, how many events lie "
+                                            "between (counted to 100,000), and "
+                                            "whether a rebuild is on (null "
+                                            "without read models)."
+                                        ),
+                                        "oneOf": [
+                                            {"type": "null"},
+                                            {
+                                                "type": "object",
+                                                "required": [
+                                                    "position",
+                                                    "head",
+                                                    "lag_events",
+                                                    "rebuilding",
+                                                ],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "position": POSITION_SCHEMA,
+                                                    "head": POSITION_SCHEMA,
+                                                    "lag_events": {
+                                                        "type": "integer",
+                                                        "minimum": 0,
+                                                    },
+                                                    "rebuilding": {"type": "boolean"},
                                                 },
                                             },
                                         ],

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field, JsonValue
 from bank import projections
 from bank.commands import AccountState
 from bank.domain import ACCOUNT_EVENT_TYPES, event_fields
+from bank.feed import FEED_TYPES
+from bank.persistence.base import POSITION_TOKEN_LENGTH
 from bank.transfers import STATUSES
 
 if TYPE_CHECKING:
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
 EVENT_TYPES: list[JsonValue] = list(ACCOUNT_EVENT_TYPES)
 LINE_KINDS: list[JsonValue] = list(projections.LINE_KINDS)
 TRANSFER_STATUSES: list[JsonValue] = list(STATUSES)
+FEED_EVENT_TYPES: list[JsonValue] = list(FEED_TYPES)
 CURRENCY_PATTERN = "^[A-Z]{3}$"
+POSITION_PATTERN = f"^[0-9a-f]{{{POSITION_TOKEN_LENGTH}}}$"
 MAX_PAGE_SIZE = 1000
 MAX_QUERY_INT = 10**18 - 1  # the most a whole-number query parameter may be
 _LEAP_YEAR = (
@@ -183,3 +187,21 @@ class TransfersPage(BaseModel):
     account_id: str
     transfers: list[TransferView]
     next_cursor: str | None
+
+
+class FeedEventView(BaseModel):
+    """One event of the feed: where it is in the log, whose it is, what it says."""
+
+    position: str = Field(pattern=POSITION_PATTERN)
+    account_id: str | None
+    type: str = Field(json_schema_extra={"enum": FEED_EVENT_TYPES})
+    version: int = Field(ge=1)
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class FeedPageView(BaseModel):
+    """GET /api/events: some events in log order, and where the next page starts."""
+
+    events: list[FeedEventView]
+    next_after: str = Field(pattern=POSITION_PATTERN)

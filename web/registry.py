@@ -60,7 +60,13 @@ from bank.domain import (
 )
 from bank.transfers import POSTED
 from web.errors import ApiError, validation_details
-from web.reads import CURRENCY_PATTERN, TRANSFER_STATUSES, account_fields
+from web.metrics import command_label, observed
+from web.reads import (
+    CURRENCY_PATTERN,
+    POSITION_PATTERN,
+    TRANSFER_STATUSES,
+    account_fields,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -378,33 +384,50 @@ class AccountBalance(BaseModel):
     version: int = Field(ge=1)
 
     @classmethod
-    def of(cls, account: AccountState) -> Self:
+    def of(cls, account: AccountState, **more: Any) -> Self:
         """Describe one account (fields the model does not name are dropped)."""
-        fields = account_fields(account)
+        fields = account_fields(account) | more
         return cls.model_validate({name: fields[name] for name in cls.model_fields})
+
+
+class AccountAnswer(AccountBalance):
+    """An account right after a command, and the log's position just after it."""
+
+    position: str = Field(
+        pattern=POSITION_PATTERN,
+        description="Opaque: pass it as min_position to read what this command did.",
+    )
 
     @classmethod
     def from_result(cls, result: CommandResult) -> Self:
-        """Describe the command's account."""
-        return cls.of(result.account)
+        """Describe the command's account and where the log is after it."""
+        return cls.of(result.account, position=position_token(result))
 
 
-class OpenedAccount(AccountBalance):
+class OpenedAccount(AccountAnswer):
     """A newly opened account."""
 
     account_owner_email: str
 
 
-class OverdraftLimitChanged(AccountBalance):
+class OverdraftLimitChanged(AccountAnswer):
     """An account with its new overdraft limit."""
 
     overdraft_limit_in_cents: int
 
 
-class ClosedAccount(AccountBalance):
+class ClosedAccount(AccountAnswer):
     """A closed account."""
 
     closed: Literal[True]
+
+
+def position_token(result: CommandResult) -> str:
+    """The position an accepted command's answer carries."""
+    if result.position is None:
+        msg = "an accepted command's result carries its position"
+        raise ValueError(msg)
+    return result.position.token()
 
 
 class TransferMade(BaseModel):
@@ -416,6 +439,10 @@ class TransferMade(BaseModel):
     status: str = Field(json_schema_extra={"enum": TRANSFER_STATUSES})
     from_account: AccountBalance
     to_account: AccountBalance
+    position: str = Field(
+        pattern=POSITION_PATTERN,
+        description="Opaque: pass it as min_position to read what this command did.",
+    )
 
     @classmethod
     def from_result(cls, result: CommandResult) -> Self:
@@ -428,6 +455,7 @@ class TransferMade(BaseModel):
             status=status,
             from_account=AccountBalance.of(source),
             to_account=AccountBalance.of(target),
+            position=position_token(result),
         )
 
 
@@ -442,7 +470,7 @@ class CommandSpec(Generic[DataT]):
     summary: str
     data_model: type[DataT]
     build: Callable[[DataT], Command]
-    response_model: type[AccountBalance] | type[TransferMade]
+    response_model: type[AccountAnswer] | type[TransferMade]
     success_status: int = 200
 
     def command(self, data: Mapping[str, Any]) -> Command:
@@ -477,7 +505,7 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
         build=lambda data: Deposit(
             data.account_id, data.amount_in_cents, data.reference, data.metadata
         ),
-        response_model=AccountBalance,
+        response_model=AccountAnswer,
     ),
     CommandSpec[AmountData](
         name="account_withdraw",
@@ -486,7 +514,7 @@ COMMANDS: Mapping[str, CommandSpec[Any]] = _entries(
         build=lambda data: Withdraw(
             data.account_id, data.amount_in_cents, data.metadata
         ),
-        response_model=AccountBalance,
+        response_model=AccountAnswer,
     ),
     CommandSpec[TransferData](
         name="account_transfer",
@@ -560,8 +588,10 @@ def run_command(
     bank: BankApplication, body: dict[str, Any], idempotency_key: str | None
 ) -> Answer:
     """Run one {"command": name, "data": {...}} and shape its answer."""
-    spec, command = parse_command(body)
-    [result] = bank.execute(command, idempotency_key=idempotency_key)
+    with observed([command_label(body.get("command"), COMMANDS)]) as observation:
+        spec, command = parse_command(body)
+        [result] = bank.execute(command, idempotency_key=idempotency_key)
+        observation.replayed = result.replayed
     return Answer(spec.respond(result), spec.success_status, result.replayed)
 
 
@@ -569,20 +599,38 @@ def run_batch(
     bank: BankApplication, entries: object, idempotency_key: str | None
 ) -> Answer:
     """Run {"batch": [command, ...]} in one transaction, all or nothing."""
-    parsed = parse_batch(entries)
-    try:
-        results = bank.execute_batch(
-            [command for _, command in parsed], idempotency_key=idempotency_key
-        )
-    except BankError as error:
-        # A refusal of the whole batch (a reused key) names no command.
-        if error.command_index is not None:
-            error.details = {"index": error.command_index, **error.details}
-        raise
+    with observed(batch_labels(entries)) as observation:
+        parsed = parse_batch(entries)
+        try:
+            results = bank.execute_batch(
+                [command for _, command in parsed], idempotency_key=idempotency_key
+            )
+        except BankError as error:
+            # A refusal of the whole batch (a reused key) names no command.
+            if error.command_index is not None:
+                error.details = {"index": error.command_index, **error.details}
+            raise
+        observation.replayed = results[0].replayed
     bodies = [
         spec.respond(result) for (spec, _), result in zip(parsed, results, strict=True)
     ]
-    return Answer({"results": bodies}, 200, results[0].replayed)
+    return Answer(
+        {"results": bodies, "position": position_token(results[-1])},
+        200,
+        results[0].replayed,
+    )
+
+
+def batch_labels(entries: object) -> list[str]:
+    """The metrics label of each command of a batch (one "unknown" for a non-list)."""
+    if not isinstance(entries, list):
+        return [command_label(None, COMMANDS)]
+    return [
+        command_label(
+            entry.get("command") if isinstance(entry, dict) else None, COMMANDS
+        )
+        for entry in entries
+    ]
 
 
 def parse_batch(entries: object) -> list[tuple[CommandSpec[Any], Command]]:

@@ -16,6 +16,7 @@ for headers over theirs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -36,7 +37,7 @@ from web.errors import STATUS_BY_CODE, error_document
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     WsgiApp = Callable[..., Iterable[bytes]]
     # Where an answered request is logged: peer, request, status, seconds.
@@ -54,6 +55,8 @@ READ_CHUNK_BYTES = 64 * 1024
 HEARTBEAT_SECONDS = 1.0
 LINGER_SECONDS = 1.0
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+# How many chunks a streamed answer's iterator may run ahead of the client.
+STREAM_CHUNKS_AHEAD = 16
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,16 @@ class Arrived:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the application answered: status, headers and the whole body."""
+    """What the application answered: status, headers and the whole body.
+
+    Or, for an event stream, the body's iterator, sent as it comes.
+    """
 
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    stream: Iterator[bytes] | None = None
 
 
 class Connection:
@@ -154,6 +161,15 @@ class Connection:
                     # The app answers its own errors; this is a broken app.
                     logger.exception("the application failed to answer")
                     await self._refuse(INTERNAL_ERROR)
+                    return
+                if answer.stream is not None:
+                    # A stream ends its connection: it has no length to delimit it.
+                    if self.access is not None:
+                        seconds = loop.time() - started
+                        self.access(
+                            self.peer[0], arrived.request, answer.status, seconds
+                        )
+                    await self._stream(answer.stream, answer)
                     return
                 await self._send(arrived.request, answer)
                 if self.access is not None:
@@ -332,6 +348,57 @@ class Connection:
         parts.append(self.h11.send(h11.EndOfMessage()) or b"")
         await self._write(b"".join(parts))
 
+    async def _stream(self, stream: Iterator[bytes], answer: Answer) -> None:
+        """Send a streamed answer as its chunks come, until it ends or the client goes.
+
+        The iterator runs on a thread of its own, not the pool's, so that a
+        stream (which may last minutes) never holds a request's thread; it is
+        let run at most STREAM_CHUNKS_AHEAD chunks ahead of the client.
+        """
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        credit = threading.Semaphore(STREAM_CHUNKS_AHEAD)
+        stop = threading.Event()
+
+        def hand_over(chunk: bytes | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        def pump() -> None:
+            try:
+                for chunk in stream:
+                    while not credit.acquire(timeout=1.0):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    hand_over(chunk)
+            except Exception:
+                logger.exception("an event stream failed")
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+                hand_over(None)
+
+        head = self.h11.send(
+            h11.Response(
+                status_code=answer.status, headers=answer.headers, reason=answer.reason
+            )
+        )
+        # Between chunks the connection is idle: a stopping worker may end it.
+        self.busy = False
+        threading.Thread(target=pump, name="bank-stream", daemon=True).start()
+        try:
+            await self._write(head)
+            while (chunk := await chunks.get()) is not None:
+                credit.release()
+                if chunk:
+                    await self._write(self.h11.send(h11.Data(data=chunk)))
+            await self._write(self.h11.send(h11.EndOfMessage()))
+        finally:
+            stop.set()
+
     async def _write(self, data: bytes | None) -> None:
         if not data:
             return
@@ -419,6 +486,17 @@ def wsgi_runner(app: WsgiApp) -> Callable[[dict[str, Any]], Answer]:
 
         body: list[bytes] = []
         result = app(environ, start_response)
+        status, headers = started or ("", [])
+        if _is_event_stream(headers):
+            code, _, reason = status.partition(" ")
+            encoded = [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers
+                if name.lower() != "content-length"
+            ]
+            iterator = iter(result)
+            stream = _closing(iterator, result)
+            return Answer(int(code), reason.encode("latin-1"), encoded, b"", stream)
         try:
             body.extend(result)
         finally:
@@ -436,6 +514,23 @@ def wsgi_runner(app: WsgiApp) -> Callable[[dict[str, Any]], Answer]:
         return Answer(int(code), reason.encode("latin-1"), encoded, content)
 
     return run
+
+
+def _is_event_stream(headers: list[tuple[str, str]]) -> bool:
+    return any(
+        name.lower() == "content-type" and value.startswith("text/event-stream")
+        for name, value in headers
+    )
+
+
+def _closing(iterator: Iterator[bytes], result: Iterable[bytes]) -> Iterator[bytes]:
+    """The body's chunks; closing it closes the WSGI result (PEP 3333)."""
+    try:
+        yield from iterator
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
 class EventedWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped

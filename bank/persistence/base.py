@@ -70,7 +70,22 @@ class LogPosition(NamedTuple):
     transaction_id: int
     notification_id: int
 
+    def token(self) -> str:
+        """The position as clients see it: an opaque string that sorts in log order."""
+        return f"{self.transaction_id:016x}{self.notification_id:016x}"
 
+    @classmethod
+    def from_token(cls, token: str) -> LogPosition:
+        """The position a token() names; ValueError if it names none."""
+        if not (len(token) == POSITION_TOKEN_LENGTH and _HEX_DIGITS.issuperset(token)):
+            msg = f"a position is {POSITION_TOKEN_LENGTH} hexadecimal digits"
+            raise ValueError(msg)
+        half = POSITION_TOKEN_LENGTH // 2
+        return cls(int(token[:half], 16), int(token[half:], 16))
+
+
+POSITION_TOKEN_LENGTH = 32
+_HEX_DIGITS = frozenset("0123456789abcdef")
 LOG_START = LogPosition(0, 0)
 
 # A lock that isn't one, for databases that need none: reusable, and cheaper
@@ -480,25 +495,36 @@ class LogSql:
     def __init__(self, table: str, param: str) -> None:
         self.table = table
         self.param = param
-        where = f" WHERE {self.settled_sql}" if self.settled_sql else ""
-        self.head_sql = (
-            f"SELECT {self.transaction_sql}, id FROM {table}{where} "
-            f"ORDER BY {self.order_sql.replace(',', ' DESC,')} DESC LIMIT 1"
-        )
-        self._select_sql: dict[tuple[bool, str], str] = {}
+        self._head_sql: dict[str, str] = {}
+        self._select_sql: dict[tuple[bool, str, bool], str] = {}
+
+    def head_sql(self, topics_condition: str = "") -> str:
+        """The last event readable now (of some topics), with its transaction."""
+        if topics_condition not in self._head_sql:
+            conditions = [c for c in (self.settled_sql, topics_condition) if c]
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            self._head_sql[topics_condition] = (
+                f"SELECT {self.transaction_sql}, id FROM {self.table}{where} "
+                f"ORDER BY {self.order_sql.replace(',', ' DESC,')} DESC LIMIT 1"
+            )
+        return self._head_sql[topics_condition]
 
     def position_params(self, position: LogPosition) -> list[Any]:
         """The parameters for after_sql or up_to_sql."""
         return [position.notification_id]
 
-    def select_sql(self, *, up_to: bool, topics_condition: str) -> str:
+    def select_sql(
+        self, *, up_to: bool, topics_condition: str, one_stream: bool = False
+    ) -> str:
         """Events after a position (up to another), with their transactions."""
-        key = (up_to, topics_condition)
+        key = (up_to, topics_condition, one_stream)
         if key not in self._select_sql:
-            self._select_sql[key] = self._build_select_sql(up_to, topics_condition)
+            self._select_sql[key] = self._build_select_sql(*key)
         return self._select_sql[key]
 
-    def _build_select_sql(self, up_to: bool, topics_condition: str) -> str:
+    def _build_select_sql(
+        self, up_to: bool, topics_condition: str, one_stream: bool
+    ) -> str:
         conditions = [self.after_sql.format(p=self.param)]
         if self.settled_sql:
             conditions.append(self.settled_sql)
@@ -506,6 +532,8 @@ class LogSql:
             conditions.append(self.up_to_sql.format(p=self.param))
         if topics_condition:
             conditions.append(topics_condition)
+        if one_stream:
+            conditions.append(f"originator_id = {self.param}")
         return (
             f"SELECT {self.transaction_sql}, id, originator_id, originator_version, "
             f"topic, state FROM {self.table} WHERE {' AND '.join(conditions)} "
@@ -656,6 +684,7 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
         # either module wake up for writes by either.
         self.channel = events_table.name.replace(".", "_")
         self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._written = threading.local()
 
     def create_table(self) -> None:
         """Create the tables unless they exist, and ready the events for reading."""
@@ -738,9 +767,20 @@ class SqlAggregateRecorder(SqlRecorder, AggregateRecorder):
         if not statements:
             return []
         results = self.database.write(statements, self.events_sql.after_commit)
-        # Only the INSERTs return rows: the new ids, which are given out in
-        # the order the events were listed.
-        return sorted(row[0] for rows in results for row in rows)
+        # Only the INSERTs return rows: the new ids (given out in the order
+        # the events were listed), and on PostgreSQL their transaction.
+        returned = [row for rows in results for row in rows]
+        if returned:
+            last = max(returned, key=lambda row: row[0])
+            self._written.position = LogPosition(
+                last[1] if len(last) > 1 else 0, last[0]
+            )
+        return sorted(row[0] for row in returned)
+
+    def written_position(self) -> LogPosition | None:
+        """The log position just after the events this thread last wrote, if any."""
+        position: LogPosition | None = getattr(self._written, "position", None)
+        return position
 
     def _write_statements(
         self, stored_events: Sequence[StoredEvent], **_: Any
@@ -832,11 +872,13 @@ class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
         limit: int,
         up_to: LogPosition | None = None,
         topics: Sequence[str] = (),
+        originator_id: UUID | None = None,
     ) -> list[tuple[LogPosition, Notification]]:
         """Up to `limit` events after a position (up to another), in log order.
 
         Unlike select_notifications(), which goes by id, this never passes an
-        event that a slower transaction has yet to commit.
+        event that a slower transaction has yet to commit. With an
+        originator id, only that aggregate's events.
         """
         log = self.log_sql
         params = log.position_params(after)
@@ -847,8 +889,14 @@ class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
             topics_params = self.database.topics_params(topics)
             params += topics_params
             topics_condition = self.database.topics_condition(len(topics_params))
+        if originator_id is not None:
+            params.append(self.database.encode_id(originator_id))
         params.append(limit)
-        sql = log.select_sql(up_to=up_to is not None, topics_condition=topics_condition)
+        sql = log.select_sql(
+            up_to=up_to is not None,
+            topics_condition=topics_condition,
+            one_stream=originator_id is not None,
+        )
         with self.database.reading() as connection:
             rows = connection.execute(sql, params).fetchall()
         decode_id = self.database.decode_id
@@ -860,10 +908,39 @@ class SqlApplicationRecorder(SqlAggregateRecorder, ApplicationRecorder):
             for transaction_id, id_, originator_id, version, topic, state in rows
         ]
 
-    def log_head(self) -> LogPosition:
-        """The position after the last event that can be read now."""
+    def count_log(
+        self,
+        after: LogPosition,
+        up_to: LogPosition,
+        topics: Sequence[str] = (),
+        most: int = 100_000,
+    ) -> int:
+        """How many events lie after a position up to another (counted to `most`)."""
+        log = self.log_sql
+        params = [*log.position_params(after), *log.position_params(up_to)]
+        topics_condition = ""
+        if topics:
+            topics_params = self.database.topics_params(topics)
+            params += topics_params
+            topics_condition = self.database.topics_condition(len(topics_params))
+        params.append(most)
+        select = log.select_sql(up_to=True, topics_condition=topics_condition)
         with self.database.reading() as connection:
-            row = connection.execute(self.log_sql.head_sql).fetchone()
+            row = connection.execute(
+                f"SELECT COUNT(*) FROM ({select}) AS counted", params
+            ).fetchone()
+        return int(row[0])
+
+    def log_head(self, topics: Sequence[str] = ()) -> LogPosition:
+        """The position after the last event (of these topics) that can be read now."""
+        params: list[Any] = []
+        topics_condition = ""
+        if topics:
+            params = self.database.topics_params(topics)
+            topics_condition = self.database.topics_condition(len(params))
+        sql = self.log_sql.head_sql(topics_condition)
+        with self.database.reading() as connection:
+            row = connection.execute(sql, params).fetchone()
         return LOG_START if row is None else LogPosition(*row)
 
     def log_horizon(self) -> int:

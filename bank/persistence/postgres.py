@@ -105,6 +105,7 @@ class PostgresDatabase(Database):
             returning=returning,
             channel=channel,
             lock=returning and not by_transaction,
+            by_transaction=by_transaction,
         )
 
     def log_sql(self, table: str, *, by_transaction: bool) -> LogSql:
@@ -196,9 +197,19 @@ class PostgresEventsSql(EventsSql):
     """One INSERT of all the events, and NOTIFY once they are committed."""
 
     def __init__(
-        self, table: str, param: str, *, returning: bool, channel: str, lock: bool
+        self,
+        table: str,
+        param: str,
+        *,
+        returning: bool,
+        channel: str,
+        lock: bool,
+        by_transaction: bool,
     ) -> None:
         super().__init__(table, param, returning=returning)
+        if returning and by_transaction:
+            # The writing transaction too: with the id, the events' LogPosition.
+            self.returning_sql += f", {TRANSACTION_COLUMN}::text::bigint"
         # Only a table that doesn't record transactions needs the lock, which
         # makes ids commit in the order they are given out; readers of one
         # that does order by transaction instead.

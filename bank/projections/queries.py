@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from bank.domain import (
     in_utc,
     normalise_account_id,
 )
+from bank.persistence.base import Database
 from bank.projections.projector import LedgerProjection
 from bank.projections.sealer import Sealer
 from bank.projections.tables import (
@@ -26,6 +28,7 @@ from bank.projections.tables import (
     is_pending,
     pending_column,
 )
+from bank.readside import ReadModelRebuildingError, ReadSide, wait_until
 from bank.transfers import EXPIRED, PENDING, STATUSES
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import ColumnElement
 
     from bank.application import BankApplication
+    from bank.persistence import LogPosition
 
 
 class ReadModelsUnavailableError(BankError):
@@ -52,39 +56,79 @@ class Page:
 
 
 class Ledger:
-    """Questions answered from the read models.
+    """Questions answered from the read models, once they have caught up.
 
-    Every query first catches the projection up with the end of the log, in
-    the asking process. So a query that starts after a command returned sees
-    that command (read-your-writes, and everyone else's writes too), while the
-    write path pays nothing for the read models. Holds are answered as of the
-    query: one past its expiry reserves nothing and its transfer reads expired,
-    whether or not the log has recorded that yet.
+    A query waits until the read models have reached a position: the one it
+    is given (`min_position`, from a command's answer), else the log's head
+    when it arrived, so a query that starts after a command returned sees
+    that command (and everyone else's writes before it). A background
+    projector (`bank projector`) keeps them current; without one
+    (`BANK_CATCH_UP_IN_REQUEST`, the default outside `bank serve`) the query
+    catches them up itself, in the asking process. The wait is bounded by
+    `BANK_READ_WAIT_SECONDS`: past it, ReadBehindError; during a rebuild,
+    ReadModelRebuildingError. Holds are answered as of the query: one past
+    its expiry reserves nothing and its transfer reads expired, whether or
+    not the log has recorded that yet.
     """
 
-    def __init__(self, app: BankApplication) -> None:
+    def __init__(self, app: BankApplication, read_side: ReadSide | None = None) -> None:
+        self.read_side = read_side or ReadSide(app)
         datastore = getattr(app.factory, "datastore", None)
         engine = getattr(datastore, "engine", None)
-        if engine is None:
+        read_engine = self.read_side.engine
+        if engine is None or read_engine is None:
             msg = "Read models need a SQL database (SQLALCHEMY_URL)."
             raise ReadModelsUnavailableError(msg)
-        self.projection = LedgerProjection(
-            engine,
-            app.event_log,
-            app.env.get("SQLALCHEMY_SCHEMA"),
-            Sealer(app.mapper.cipher, app.env.get("CIPHER_KEY")),
+        schema = app.env.get("SQLALCHEMY_SCHEMA")
+        sealer = Sealer(app.mapper.cipher, app.env.get("CIPHER_KEY"))
+        database = getattr(app.recorder, "database", None)
+        write_lock = (
+            database.writer_lock if isinstance(database, Database) else nullcontext
+        )
+        # The projection kept on the primary, and the one read (on a standby,
+        # the same tables as replayed there).
+        self.writer = LedgerProjection(
+            engine, app.event_log, schema, sealer, write_lock
+        )
+        self.projection = (
+            LedgerProjection(read_engine, self.read_side.log, schema, sealer)
+            if self.read_side.on_replica
+            else self.writer
         )
         if strtobool(app.env.get("CREATE_TABLE") or "y"):
-            self.projection.create_tables()
+            self.writer.create_tables()
+
+    def reached(self, min_position: LogPosition | None = None) -> LogPosition:
+        """Wait until the read models reach the target (returned); else raise."""
+        read_side = self.read_side
+        deadline = read_side.deadline()
+        target = read_side.target(min_position, deadline)
+        catch_up = read_side.settings.catch_up_in_request
+
+        def position() -> LogPosition:
+            reached, rebuilding = self.projection.state()
+            if rebuilding:
+                raise ReadModelRebuildingError
+            if catch_up and reached < target and self.writer.catch_up(settle=False):
+                reached, _ = self.projection.state()
+            return reached
+
+        wait_until(target, position, deadline)
+        return target
 
     def accounts_by_owner(
-        self, owner_email: str, limit: int = 100, cursor: str | None = None
+        self,
+        owner_email: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        *,
+        min_position: LogPosition | None = None,
     ) -> Page:
         """The owner's accounts, by account id, a page at a time."""
         check_email(owner_email)
         if cursor is not None:
             cursor = _account_cursor(cursor)
-        self.projection.catch_up()
+        self.reached(min_position)
         accounts = self.projection.accounts
         query = (
             select(accounts)
@@ -108,11 +152,13 @@ class Ledger:
         until: datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        *,
+        min_position: LogPosition | None = None,
     ) -> Page:
         """An account's statement lines in order, optionally within [since, until)."""
         account_id = normalise_account_id(account_id)
         after = None if cursor is None else _version_cursor(cursor)
-        self.projection.catch_up()
+        self.reached(min_position)
         lines = self.projection.statement_lines
         query = (
             select(lines)
@@ -131,10 +177,12 @@ class Ledger:
             del row["notification_id"]
         return _page(rows, limit, lambda row: str(row["version"]))
 
-    def account_view(self, account_id: str) -> dict[str, Any] | None:
+    def account_view(
+        self, account_id: str, *, min_position: LogPosition | None = None
+    ) -> dict[str, Any] | None:
         """The account's row in the accounts view, or None."""
         account_id = normalise_account_id(account_id)
-        self.projection.catch_up()
+        self.reached(min_position)
         accounts = self.projection.accounts
         rows = self._accounts_now(
             select(accounts).where(accounts.c.account_id == account_id)
@@ -147,6 +195,8 @@ class Ledger:
         status: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        *,
+        min_position: LogPosition | None = None,
     ) -> Page:
         """An account's transfers, either way, oldest first; or those of one status."""
         account_id = normalise_account_id(account_id)
@@ -154,7 +204,7 @@ class Ledger:
             msg = f"a status is one of {', '.join(STATUSES)}"
             raise InvalidCommandError(msg, field="status")
         after = None if cursor is None else _position_cursor(cursor)
-        self.projection.catch_up()
+        self.reached(min_position)
         now = datetime_now_with_tzinfo()
         table = self.projection.transfers
 
@@ -175,11 +225,13 @@ class Ledger:
         page = _page(self._rows(query), limit, lambda row: str(row["position"]))
         return Page([_transfer_item(row, now) for row in page.items], page.next_cursor)
 
-    def transfer_view(self, transfer_id: str) -> dict[str, Any] | None:
+    def transfer_view(
+        self, transfer_id: str, *, min_position: LogPosition | None = None
+    ) -> dict[str, Any] | None:
         """One transfer as `transfers` lists it, or None if the view has no row."""
         if not isinstance(transfer_id, str) or len(transfer_id) > 64:
             return None
-        self.projection.catch_up()
+        self.reached(min_position)
         table = self.projection.transfers
         rows = self._rows(select(table).where(table.c.transfer_id == transfer_id))
         return _transfer_item(rows[0], datetime_now_with_tzinfo()) if rows else None
@@ -187,7 +239,7 @@ class Ledger:
     def lapsed_transfer_ids(self, now: datetime, limit: int = 1000) -> list[str]:
         """Pending transfers whose expiry is at or before `now`, soonest first."""
         now = _stored_time(now, "now")
-        self.projection.catch_up()
+        self.reached()
         table = self.projection.transfers
         query = (
             select(table.c.transfer_id)

@@ -6,16 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete
-
 from bank.domain import Account, in_utc
 from bank.projections.tables import pending_column, statement_kind
 from bank.transfers import PENDING, POSTED, Transfer
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
-    from sqlalchemy.engine import Connection
-
     from bank.projections.sealer import Sealer
 
 
@@ -26,6 +21,26 @@ class Row:
     values: dict[str, Any]
     is_new: bool = False
     changed: bool = False
+    # The values as read from the table, if they were: an update sets only the
+    # columns that differ, as SQLite rewrites the entries of every index on a
+    # column it sets, even to the value it had.
+    stored: dict[str, Any] | None = None
+
+    def changed_columns(self) -> list[str]:
+        """The columns whose values differ from the stored ones (all, if not read)."""
+        stored = self.stored
+        if stored is None:
+            return list(self.values)
+        return [
+            name
+            for name, value in self.values.items()
+            if name not in stored or stored[name] != value
+        ]
+
+    @classmethod
+    def loaded(cls, values: dict[str, Any]) -> Row:
+        """A row as read from its table, to be changed in memory."""
+        return cls(dict(values), stored=values)
 
 
 @dataclass
@@ -43,7 +58,10 @@ class TransferRows:
         transfer_id = values["transfer_id"]
         earlier = self.rows.get(transfer_id)
         is_new = not loaded and (earlier is None or earlier.is_new)
-        self.rows[transfer_id] = Row(values, is_new, changed=not loaded)
+        if loaded:
+            self.rows[transfer_id] = Row.loaded(values)
+        else:
+            self.rows[transfer_id] = Row(values, is_new, changed=True)
         self.known.add(transfer_id)
         if values["status"] == PENDING:
             self.pending[UUID(values["aggregate_id"])] = transfer_id
@@ -115,23 +133,13 @@ class HoldRows:
                 domain_event.amount_in_cents
             )
 
-    def save(self, db: Connection, table: Table) -> None:
-        """Delete the stored holds the batch ended or replaced, insert the new."""
-        gone = [
-            {"t": transfer_id, "a": account_id}
-            for transfer_id, account_id in self.touched & self.stored
-        ]
-        placed = [self.rows[key] for key in self.touched if key in self.rows]
-        if gone:
-            db.execute(
-                delete(table).where(
-                    table.c.transfer_id == bindparam("t"),
-                    table.c.account_id == bindparam("a"),
-                ),
-                gone,
-            )
-        if placed:
-            db.execute(table.insert(), placed)
+    def ended(self) -> list[HoldKey]:
+        """The stored holds the batch ended or replaced: to be deleted first."""
+        return list(self.touched & self.stored)
+
+    def placed(self) -> list[dict[str, Any]]:
+        """The holds the batch placed and left in place: to be inserted."""
+        return [self.rows[key] for key in self.touched if key in self.rows]
 
 
 def _created_row(
