@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from bank.eventlog import LoggedEvent
     from bank.readside import ReadSide
 
-MAX_FEED_PAGE = 1000
 # The feed's name for each kind of event: an account's by its class, a
 # transfer's prefixed ("TransferCreated"), as both have a "Created"-like name.
 FEED_TYPES: dict[str, type[Account.Event] | type[Transfer.Event]] = {
@@ -126,8 +125,3 @@ class EventFeed:
         """The public id of an account, from its first event (ids are one-way)."""
         [opened] = self.read_side.events.get(aggregate_id, lte=1)
         return str(opened.account_id)  # type: ignore[attr-defined]
-
-
-def feed_type(name: str) -> bool:
-    """Whether the feed knows this event type name."""
-    return name in FEED_TYPES

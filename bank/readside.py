@@ -106,7 +106,6 @@ class ReadSide:
     def __init__(self, app: BankApplication) -> None:
         self.settings = ReadSettings.of(app.env)
         self.primary_log = app.event_log
-        self.mapper = app.mapper
         self._app = app
         self._factory: SqlFactory | None = None
         if self.settings.read_url is None:
@@ -126,12 +125,17 @@ class ReadSide:
         return self._factory is not None
 
     @property
+    def primary_engine(self) -> Engine | None:
+        """The SQLAlchemy engine of the application's own store, if SQL."""
+        datastore = getattr(self._app.factory, "datastore", None)
+        return cast("Engine | None", getattr(datastore, "engine", None))
+
+    @property
     def engine(self) -> Engine | None:
         """The SQLAlchemy engine of the store reads are served from, if SQL."""
         if self._factory is not None:
             return cast("Engine", self._factory.datastore.engine)
-        datastore = getattr(self._app.factory, "datastore", None)
-        return cast("Engine | None", getattr(datastore, "engine", None))
+        return self.primary_engine
 
     def deadline(self) -> float:
         """When a read arriving now must be answered by (monotonic time)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bank import BankApplication
 from bank.commands import MAX_BATCH_SIZE, Deposit
 from bench.measure import ms_text
-from bench.report import REPO_ROOT, Row, judged
+from bench.report import Row, judged, report_of_process
 from bench.stores import sqlite_url
 
 if TYPE_CHECKING:
@@ -110,27 +109,13 @@ def batch_sizes(total: int) -> Iterator[int]:
 
 def cold_load(url: str, *, snapshots: bool) -> dict[str, Any]:
     """Run one fresh process that loads the account; what it reported."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.b5_cold_load",
-            url,
-            ACCOUNT_ID,
-            "y" if snapshots else "n",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    return report_of_process(
+        "bench.b5_cold_load",
+        url,
+        ACCOUNT_ID,
+        "y" if snapshots else "n",
+        what="loading",
     )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"the loading process exited with {completed.returncode}: "
-            f"{completed.stderr[-2000:]}"
-        )
-    report: dict[str, Any] = json.loads(completed.stdout)
-    return report
 
 
 def check_loads(loads: list[dict[str, Any]], deposits: int, *, snapshots: bool) -> None:

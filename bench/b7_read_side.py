@@ -17,7 +17,6 @@ import contextlib
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from bank.commands import (
 )
 from bank.projections import BATCH_SIZE, Ledger
 from bench.measure import per_second, rate_text, ratio_text
-from bench.report import REPO_ROOT, Row, judged
+from bench.report import Row, judged, report_of_process
 from bench.stores import POSTGRES_URL, postgres_schema, sqlite_url
 from web.testing import postgres_unreachable_reason
 
@@ -67,7 +66,7 @@ EVENTS_PER_COMMAND: dict[type[Command], int] = {
 
 def run(sizes: Sizes) -> list[Row]:
     """Catch-up on SQLite and PostgreSQL at both sizes; then the projection lag."""
-    return [*sqlite_rows(sizes), *postgres_rows(sizes), *lag_rows(sizes)]
+    return [*sqlite_rows(sizes), *postgres_rows(sizes)]
 
 
 def sqlite_rows(sizes: Sizes) -> list[Row]:
@@ -101,16 +100,6 @@ def postgres_rows(sizes: Sizes) -> list[Row]:
         )
         race = Race.run(*envs, sizes=sizes)
     return race.rows("B7b", "PostgreSQL", sizes)
-
-
-def lag_rows(sizes: Sizes) -> list[Row]:
-    """Projection lag p99 under the B3 HTTP load: not measured yet, so no rows."""
-    # STUB, to fill in once `bank --db URL projector` exists (it runs until
-    # SIGTERM; `bank serve` starts one by default): put B3's load on `bank
-    # serve` and report the p99 of how long after a command's answer the read
-    # models reach its position, against a target.
-    del sizes
-    return []
 
 
 @dataclass
@@ -299,20 +288,7 @@ class Backlog:
 
 def measure(env: dict[str, str]) -> dict[str, Any]:
     """Run a fresh process that reads the backlog alone, then catches up with it."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.b7_read_side", json.dumps(env)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"the catching-up process exited with {completed.returncode}: "
-            f"{completed.stderr[-2000:]}"
-        )
-    report: dict[str, Any] = json.loads(completed.stdout)
-    return report
+    return report_of_process("bench.b7_read_side", json.dumps(env), what="catching-up")
 
 
 def measure_in_this_process(env: dict[str, str]) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -97,3 +98,21 @@ def print_report(context: str, rows: list[Row], title: str) -> None:
         )
     console.print(Text(context), soft_wrap=True)
     console.print(rendered)
+
+
+def report_of_process(module: str, *arguments: str, what: str) -> dict[str, Any]:
+    """Run `python -m module arguments` fresh; the JSON object it printed."""
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"the {what} process exited with {completed.returncode}: "
+            f"{completed.stderr[-2000:]}"
+        )
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report

@@ -258,7 +258,7 @@ def projection_health(head: LogPosition) -> dict[str, Any] | None:
     return {
         "position": position.token(),
         "head": head.token(),
-        "lag_events": projection.lag(head),
+        "lag_events": projection.lag(head, position),
         "rebuilding": rebuilding,
     }
 

@@ -203,9 +203,12 @@ class LedgerProjection:
             transaction_id, notification_id, rebuilding = db.execute(query).one()
         return LogPosition(int(transaction_id), int(notification_id)), bool(rebuilding)
 
-    def lag(self, head: LogPosition) -> int:
-        """How many events the read models are behind the head (counted to 100,000)."""
-        return self.log.count(self.position(), head)
+    def lag(self, head: LogPosition, position: LogPosition | None = None) -> int:
+        """How many events the read models are behind the head (counted to 100,000).
+
+        `position` is where they are, when the caller has just read it.
+        """
+        return self.log.count(self.position() if position is None else position, head)
 
     def is_rebuilding(self) -> bool:
         """Whether a rebuild was started and has not finished."""

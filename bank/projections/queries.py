@@ -73,8 +73,7 @@ class Ledger:
 
     def __init__(self, app: BankApplication, read_side: ReadSide | None = None) -> None:
         self.read_side = read_side or ReadSide(app)
-        datastore = getattr(app.factory, "datastore", None)
-        engine = getattr(datastore, "engine", None)
+        engine = self.read_side.primary_engine
         read_engine = self.read_side.engine
         if engine is None or read_engine is None:
             msg = "Read models need a SQL database (SQLALCHEMY_URL)."
