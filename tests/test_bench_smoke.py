@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARK_IDS = ("B1", "B2", "B3", "B4", "B5", "B6")
+BENCHMARK_IDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 
 
 @pytest.mark.slow

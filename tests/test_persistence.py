@@ -852,6 +852,37 @@ def test_subscribing_needs_postgresql(tmp_path: Any) -> None:
         factory.close()
 
 
+def test_the_log_is_read_in_the_order_of_its_index_never_sorted(
+    factory: SqlFactory, env: BankEnv
+) -> None:
+    recorder = factory.application_recorder()
+    recorder.insert_events([event(uuid.uuid4(), 1)])
+    log = recorder.log_sql
+    page = (
+        log.select_sql(up_to=False, topics_condition=""),
+        [
+            *log.position_params(LOG_START),
+            100,
+        ],
+    )
+    head = (log.head_sql(), [])
+    sqlite = env["SQLALCHEMY_URL"].startswith("sqlite")
+
+    with recorder.transaction() as connection:
+        if not sqlite:
+            # Only a plan that can't avoid sorting still sorts with this off.
+            connection.execute("SET LOCAL enable_sort = off")
+        plans = []
+        for sql, params in (page, head):
+            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            rows = connection.execute(explain + sql, params).fetchall()
+            plans.append(" ".join(str(row[-1]) for row in rows))
+
+    for plan in plans:
+        assert "TEMP B-TREE" not in plan, plan
+        assert "Sort" not in plan, plan
+
+
 @pytest.mark.parametrize(
     "db_env", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )

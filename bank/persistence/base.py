@@ -488,7 +488,7 @@ class LogSql:
     transaction_sql = "0"
     after_sql = "id > {p}"
     up_to_sql = "id <= {p}"
-    order_sql = "id"
+    order_columns: tuple[str, ...] = ("id",)
     # Only events that can no longer be overtaken are read (no condition here).
     settled_sql = ""
 
@@ -505,9 +505,16 @@ class LogSql:
             where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             self._head_sql[topics_condition] = (
                 f"SELECT {self.transaction_sql}, id FROM {self.table}{where} "
-                f"ORDER BY {self.order_sql.replace(',', ' DESC,')} DESC LIMIT 1"
+                f"ORDER BY {self.order_by(' DESC')} LIMIT 1"
             )
         return self._head_sql[topics_condition]
+
+    def order_by(self, direction: str = "") -> str:
+        """The log's order, by the table's own columns."""
+        # Qualified: a bare name in ORDER BY means the select list's column of
+        # that name first, and a cast there (transaction_id::text::bigint) is
+        # an expression no index can order by, so every read would sort.
+        return ", ".join(f"{self.table}.{c}{direction}" for c in self.order_columns)
 
     def position_params(self, position: LogPosition) -> list[Any]:
         """The parameters for after_sql or up_to_sql."""
@@ -537,7 +544,7 @@ class LogSql:
         return (
             f"SELECT {self.transaction_sql}, id, originator_id, originator_version, "
             f"topic, state FROM {self.table} WHERE {' AND '.join(conditions)} "
-            f"ORDER BY {self.order_sql} LIMIT {self.param}"
+            f"ORDER BY {self.order_by()} LIMIT {self.param}"
         )
 
     # Read-your-writes: the horizon when asked, and whether the log has

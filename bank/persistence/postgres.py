@@ -231,7 +231,7 @@ class PostgresLogSql(LogSql):
     transaction_sql = f"{TRANSACTION_COLUMN}::text::bigint"
     after_sql = f"({TRANSACTION_COLUMN}, id) > ({{p}}::text::xid8, {{p}})"
     up_to_sql = f"({TRANSACTION_COLUMN}, id) <= ({{p}}::text::xid8, {{p}})"
-    order_sql = f"{TRANSACTION_COLUMN}, id"
+    order_columns = (TRANSACTION_COLUMN, "id")
     # Every transaction older than the oldest still running has ended: no
     # event can commit among these later. (A transaction that stays open
     # anywhere on the server holds readers back until it ends.)
