@@ -858,14 +858,9 @@ def test_the_log_is_read_in_the_order_of_its_index_never_sorted(
     recorder = factory.application_recorder()
     recorder.insert_events([event(uuid.uuid4(), 1)])
     log = recorder.log_sql
-    page = (
-        log.select_sql(up_to=False, topics_condition=""),
-        [
-            *log.position_params(LOG_START),
-            100,
-        ],
-    )
-    head = (log.head_sql(), [])
+    page_params = [*log.position_params(LOG_START), 100]
+    page = (log.select_sql(up_to=False, topics_condition=""), page_params)
+    head: tuple[str, list[Any]] = (log.head_sql(), [])
     sqlite = env["SQLALCHEMY_URL"].startswith("sqlite")
 
     with recorder.transaction() as connection:
