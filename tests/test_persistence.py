@@ -774,6 +774,7 @@ def _hold_writers_lock(path: str, ready: Any, release: Any) -> None:
         release.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_sqlite_writers_in_other_processes_queue_on_the_writers_lock_file(
     tmp_path: Any,
 ) -> None:

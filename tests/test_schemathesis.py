@@ -183,6 +183,7 @@ emails = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(amount=json_scalars, limit=json_scalars, account_id=json_scalars)
 def test_amounts_limits_and_ids_are_described_exactly(
@@ -239,6 +240,7 @@ transfer_ids = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     metadata=metadata,
@@ -272,6 +274,7 @@ def test_metadata_currencies_holds_and_transfer_ids_are_described_exactly(
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(email=emails, reference=st.text(max_size=150))
 def test_emails_and_references_are_described_exactly(
@@ -293,6 +296,7 @@ offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     moment=st.datetimes(timezones=offsets),

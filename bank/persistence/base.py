@@ -15,7 +15,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from contextvars import ContextVar
 from threading import Thread
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 from uuid import UUID
@@ -133,10 +132,10 @@ class Database(ABC):
         self.engine = engine
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         # The recorders made by one factory share this, so a transaction begun
-        # through any of them is joined by calls to all of them.
-        self._current: ContextVar[_Transaction | None] = ContextVar(
-            f"bank.persistence.transaction.{id(self)}", default=None
-        )
+        # through any of them is joined by calls to all of them. (Per thread,
+        # not a ContextVar: those must be made once, at module level, and a
+        # Database is made per application.)
+        self._current = _CurrentTransaction()
         # One connection kept out of the pool, ready, for whichever writer
         # finds it free (group commit makes that every writer of the process):
         # a write then skips the pool's checkout, reset and return.
@@ -256,7 +255,7 @@ class Database(ABC):
         `after_commit` runs once the transaction has committed (in the same
         message where the database allows), and not if it fails.
         """
-        current = self._current.get()
+        current = self._current.transaction
         if current is not None:
             with self._joined(current, send_due=False) as connection:
                 # What the transaction still owes the server (BEGIN, a
@@ -287,14 +286,14 @@ class Database(ABC):
         if it sends none; its block must use recorder calls, not the
         connection it is given.
         """
-        current = self._current.get()
+        current = self._current.transaction
         if current is not None:
             with self._joined(current) as connection:
                 yield connection
             return
         with self._writing() as connection:
             transaction = _Transaction(connection, self.begin)
-            token = self._current.set(transaction)
+            self._current.transaction = transaction
             try:
                 if not deferred:
                     self.run(connection, transaction.take_due())
@@ -306,11 +305,11 @@ class Database(ABC):
                 self._roll_back(connection)
                 raise
             finally:
-                self._current.reset(token)
+                self._current.transaction = None
 
     def in_transaction(self) -> bool:
         """Whether this context has a transaction in progress."""
-        return self._current.get() is not None
+        return self._current.transaction is not None
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -319,7 +318,7 @@ class Database(ABC):
         The SAVEPOINT is sent with the block's first statement, so a block
         that touches nothing (say, a refused command) costs nothing.
         """
-        current = self._current.get()
+        current = self._current.transaction
         if current is None:
             msg = "A savepoint needs a transaction in progress."
             raise ProgrammingError(msg)
@@ -338,7 +337,7 @@ class Database(ABC):
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A connection for reading: the current transaction's, else a pooled one."""
-        current = self._current.get()
+        current = self._current.transaction
         if current is not None:
             with self._joined(current) as connection:
                 yield connection
@@ -616,6 +615,12 @@ class _Transaction:
 # SQLSTATEs of a write that lost a race without a unique violation: it waited
 # too long for another transaction's rows (lock_not_available), or it was
 # chosen to break a deadlock (deadlock_detected). Retrying it is safe.
+class _CurrentTransaction(threading.local):
+    """Each thread's transaction in progress on one Database, if it has one."""
+
+    transaction: _Transaction | None = None
+
+
 _LOST_RACE_SQLSTATES = frozenset({"55P03", "40P01"})
 
 

@@ -1,0 +1,366 @@
+"""Each stated limit, at the limit and one past it: in the domain, and over HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from scenario import deposited, opened, overdraft_limit_set
+
+from bank import InvalidCommandError
+from bank.commands import Deposit, OpenAccount, SetOverdraftLimit, Transfer
+from web.api import MAX_COMMAND_BODY_BYTES
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+    from scenario import Scenario
+
+
+# In the domain.
+
+
+def test_an_overdraft_limit_of_exactly_10_to_the_15_cents_is_accepted(
+    bank: Scenario,
+) -> None:
+    bank.given(opened("A"))
+
+    bank.when(SetOverdraftLimit("A", 10**15))
+
+    assert bank.new_events() == [overdraft_limit_set("A", 10**15)]
+
+
+def test_a_reference_of_exactly_140_printable_characters_is_accepted(
+    bank: Scenario,
+) -> None:
+    bank.given(opened("A"))
+
+    bank.when(Deposit("A", 5, reference="é" * 140))
+
+    assert bank.new_events() == [deposited("A", 5, reference="é" * 140)]
+
+
+@pytest.mark.parametrize("reference", ["tab\there", "line\nbreak", "nul\x00"])
+def test_a_reference_with_a_control_character_is_refused(
+    bank: Scenario, reference: str
+) -> None:
+    bank.given(opened("A"))
+
+    with pytest.raises(InvalidCommandError) as refusal:
+        bank.when(Deposit("A", 5, reference=reference))
+
+    assert refusal.value.details == {"field": "reference"}
+    assert bank.new_events() == []
+
+
+def test_metadata_at_every_limit_is_accepted(bank: Scenario) -> None:
+    metadata = {f"{i:02d}" + "k" * 38: "v" * 500 for i in range(16)}
+    bank.given(opened("A"))
+
+    bank.when(Deposit("A", 5, metadata=metadata))
+
+    assert bank.new_events() == [deposited("A", 5, metadata=metadata)]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"k" * 41: "v"}, {"": "v"}, {"k": 5}, ["k"]],
+    ids=["a key of 41", "an empty key", "a value not text", "not an object"],
+)
+def test_metadata_past_a_limit_is_refused(bank: Scenario, metadata: Any) -> None:
+    bank.given(opened("A"))
+
+    with pytest.raises(InvalidCommandError) as refusal:
+        bank.when(Deposit("A", 5, metadata=metadata))
+
+    assert refusal.value.details == {"field": "metadata"}
+    assert bank.new_events() == []
+
+
+@pytest.mark.parametrize("timeout", [1, 30 * 24 * 3600])
+def test_a_holds_timeout_of_1_second_to_30_days_is_accepted(
+    bank: Scenario, timeout: int
+) -> None:
+    bank.given(opened("A"), opened("B"), deposited("A", 10))
+
+    result = bank.when(Transfer("A", "B", 10, pending=True, timeout_seconds=timeout))
+
+    assert result.transfer is not None
+    assert result.transfer.expires_at is not None
+    # The expiry is reckoned when the command decides, just before its events.
+    lasts = result.transfer.expires_at - result.transfer.created_at
+    assert timeout - 1 < lasts.total_seconds() <= timeout
+
+
+@pytest.mark.parametrize("timeout", [30 * 24 * 3600 + 1, -1, True, 1.5])
+def test_a_holds_timeout_past_30_days_or_not_whole_seconds_is_refused(
+    bank: Scenario, timeout: Any
+) -> None:
+    bank.given(opened("A"), opened("B"), deposited("A", 10))
+
+    with pytest.raises(InvalidCommandError) as refusal:
+        bank.when(Transfer("A", "B", 10, pending=True, timeout_seconds=timeout))
+
+    assert refusal.value.details == {"field": "timeout_seconds"}
+    assert bank.new_events() == []
+
+
+def test_an_account_id_of_64_characters_is_accepted_and_65_refused(
+    bank: Scenario,
+) -> None:
+    bank.when(OpenAccount("o@example.com", "a" * 64))
+
+    with pytest.raises(InvalidCommandError):
+        bank.when(OpenAccount("o@example.com", "a" * 65))
+
+    assert bank.new_events() == [opened("a" * 64, "o@example.com")]
+
+
+# Over HTTP.
+
+
+def stored(flask_app: Flask) -> int:
+    """How many events the bank has stored."""
+    return int(flask_app.extensions["bank"].recorder.max_notification_id() or 0)
+
+
+def deposit(amount: Any, **extra: Any) -> dict[str, Any]:
+    """A deposit of this amount to account A, as JSON."""
+    data = {"account_id": "A", "amount_in_cents": amount, **extra}
+    return {"command": "account_deposit", "data": data}
+
+
+@pytest.fixture
+def account_a(client: FlaskClient) -> FlaskClient:
+    """A client of a bank with account A, empty."""
+    data = {"account_owner_email": "a@example.com", "account_id": "A"}
+    response = client.post("/api", json={"command": "account_open", "data": data})
+    assert response.status_code == 201
+    return client
+
+
+@pytest.mark.parametrize(
+    ("amount", "balance"),
+    [("1000000000000000", 10**15), ("0001000000000000000", 10**15), ("1", 1)],
+)
+def test_an_amount_string_of_up_to_16_digits_after_leading_zeros_is_accepted(
+    account_a: FlaskClient, amount: str, balance: int
+) -> None:
+    response = account_a.post("/api", json=deposit(amount))
+
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json["balance_in_cents"] == balance
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        ("1000000000000001", "Input should be less than or equal to 1000000000000000"),
+        ("10000000000000000", "must be at most 1000000000000000 cents"),
+        ("\u0661\u0662\u0663", "must be a whole number of cents: digits only"),
+        ("12a", "must be a whole number of cents: digits only"),
+        (1.0, "must be a whole number of cents: a JSON integer or a string of digits"),
+        (True, "must be a whole number of cents: a JSON integer or a string of digits"),
+    ],
+)
+def test_an_amount_past_10_to_the_15_or_not_ascii_digits_is_refused_naming_the_field(
+    account_a: FlaskClient, flask_app: Flask, amount: Any, reason: str
+) -> None:
+    before = stored(flask_app)
+
+    response = account_a.post("/api", json=deposit(amount))
+
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": "The command's data is invalid; see details.errors.",
+                "details": {
+                    "errors": [{"field": "data.amount_in_cents", "reason": reason}]
+                },
+            }
+        },
+    )
+    assert stored(flask_app) == before
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_get_400(
+    account_a: FlaskClient, flask_app: Flask, constant: str
+) -> None:
+    before = stored(flask_app)
+    body = '{"command": "account_deposit", "data": {"account_id": "A", '
+    body += f'"amount_in_cents": {constant}}}}}'
+
+    response = account_a.post("/api", data=body, content_type="application/json")
+
+    assert (response.status_code, response.json) == (
+        400,
+        {"error": {"code": "bad_request", "message": "The body is not valid JSON."}},
+    )
+    assert stored(flask_app) == before
+
+
+def body_of(size: int) -> bytes:
+    """A deposit to A whose JSON body is exactly this many bytes."""
+    empty = json.dumps(deposit(1, reference="")).encode()
+    padded = json.dumps(deposit(1, reference=" " * (size - len(empty)))).encode()
+    assert len(padded) == size
+    return padded
+
+
+def test_a_command_body_of_exactly_64_kib_is_read_and_one_byte_more_gets_413(
+    account_a: FlaskClient, flask_app: Flask
+) -> None:
+    at_limit = account_a.post(
+        "/api", data=body_of(MAX_COMMAND_BODY_BYTES), content_type="application/json"
+    )
+    before = stored(flask_app)
+    past = account_a.post(
+        "/api",
+        data=body_of(MAX_COMMAND_BODY_BYTES + 1),
+        content_type="application/json",
+    )
+
+    # Read, so judged by the domain: a reference is at most 140 characters.
+    assert at_limit.status_code == 422
+    assert at_limit.json is not None
+    assert at_limit.json["error"]["details"]["errors"][0]["field"] == "data.reference"
+    assert (past.status_code, past.json) == (
+        413,
+        {
+            "error": {
+                "code": "payload_too_large",
+                "message": "A command body is at most 64 KiB.",
+            }
+        },
+    )
+    assert stored(flask_app) == before
+
+
+def test_a_body_past_the_servers_limit_gets_413_in_the_json_contract(
+    account_a: FlaskClient, flask_app: Flask
+) -> None:
+    before = stored(flask_app)
+    limit = flask_app.config["MAX_CONTENT_LENGTH"]
+
+    response = account_a.post(
+        "/api", data=b" " * (limit + 1), content_type="application/json"
+    )
+
+    assert (response.status_code, response.json) == (
+        413,
+        {
+            "error": {
+                "code": "payload_too_large",
+                "message": f"The request body is larger than {limit:,} bytes.",
+            }
+        },
+    )
+    assert stored(flask_app) == before
+
+
+def test_a_batch_of_exactly_one_command_is_run(
+    account_a: FlaskClient, flask_app: Flask
+) -> None:
+    response = account_a.post("/api", json={"batch": [deposit(7)]})
+
+    assert response.status_code == 200
+    assert response.json is not None
+    assert [result["balance_in_cents"] for result in response.json["results"]] == [7]
+    assert response.json["position"] == response.json["results"][0]["position"]
+
+
+def test_an_empty_batch_is_refused_and_stores_nothing(
+    account_a: FlaskClient, flask_app: Flask
+) -> None:
+    before = stored(flask_app)
+
+    response = account_a.post("/api", json={"batch": []})
+
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": "A batch holds 1 to 1000 commands.",
+                "details": {
+                    "errors": [
+                        {
+                            "field": "batch",
+                            "reason": "A batch holds 1 to 1000 commands.",
+                        }
+                    ]
+                },
+            }
+        },
+    )
+    assert stored(flask_app) == before
+
+
+@pytest.fixture
+def history_of_150(account_a: FlaskClient) -> FlaskClient:
+    """Account A with 150 events: opened, then 149 deposits in one batch."""
+    response = account_a.post("/api", json={"batch": [deposit(1)] * 149})
+    assert response.status_code == 200
+    return account_a
+
+
+@pytest.mark.parametrize(
+    ("query", "versions", "next_page"),
+    [
+        ("", list(range(1, 101)), "after_version=100&limit=100"),
+        ("?limit=1", [1], "after_version=1&limit=1"),
+        ("?limit=1000", list(range(1, 151)), None),
+        ("?after_version=0&limit=2", [1, 2], "after_version=2&limit=2"),
+        ("?after_version=148", [149, 150], None),
+        ("?after_version=150", [], None),
+    ],
+    ids=["default 100", "limit 1", "limit 1000", "after 0", "the last page", "past"],
+)
+def test_history_pages_by_version_with_a_link_to_the_next_when_full(
+    history_of_150: FlaskClient, query: str, versions: list[int], next_page: str | None
+) -> None:
+    response = history_of_150.get(f"/api/accounts/A/events{query}")
+
+    assert response.status_code == 200
+    assert response.json is not None
+    assert [event["version"] for event in response.json] == versions
+    link = response.headers.get("Link")
+    expected = (
+        f'</api/accounts/A/events?{next_page}>; rel="next"' if next_page else None
+    )
+    assert link == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("limit=0", "must be from 1 to 1000"),
+        ("limit=1001", "must be from 1 to 1000"),
+        ("limit=\u0661", "must be a whole number"),
+        ("limit=-1", "must be a whole number"),
+        ("limit=00000000000000000000000000001", None),
+    ],
+)
+def test_a_page_size_outside_1_to_1000_is_refused_naming_the_parameter(
+    account_a: FlaskClient, query: str, reason: str | None
+) -> None:
+    response = account_a.get(f"/api/accounts/A/events?{query}")
+
+    if reason is None:  # leading zeros are only zeros
+        assert response.status_code == 200
+        return
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": f"Query parameter 'limit' {reason}.",
+                "details": {"errors": [{"field": "query.limit", "reason": reason}]},
+            }
+        },
+    )
