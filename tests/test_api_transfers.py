@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import assert_replays
-from scenario import TRANSFER_KEYS
+from scenario import OLD, TRANSFER_KEYS, Scenario, deposited, halves, opened
 
 from bank import BankApplication, BankError
 from bank.domain import MAX_HOLD_SECONDS
@@ -1131,3 +1131,26 @@ def test_every_currency_described_is_one_the_bank_accepts(
             bank.open_account("a@example.com", account_id=f"c-{code}", currency=code)
 
     assert len(CURRENCIES) > 150
+
+
+def test_a_transfer_made_before_transfers_were_aggregates_is_read_from_the_views(
+    client: FlaskClient, flask_app: Flask
+) -> None:
+    Scenario(flask_app.extensions["bank"]).given(
+        opened("A"), opened("B"), deposited("A", 10), *halves(OLD, "A", "B", 10)
+    )
+
+    response = client.get(f"/api/transfers/{OLD}")
+
+    assert response.status_code == 200
+    assert response.json is not None
+    assert {
+        key: response.json[key]
+        for key in ("transfer_id", "from_account_id", "to_account_id", "status")
+    } == {
+        "transfer_id": OLD,
+        "from_account_id": "A",
+        "to_account_id": "B",
+        "status": "posted",
+    }
+    assert response.json["amount_in_cents"] == 10

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from scenario import deposited, opened, overdraft_limit_set
+from eventsourcing.domain import datetime_now_with_tzinfo
+from scenario import (
+    BACK,
+    LAPSED,
+    OPEN,
+    PAID,
+    deposited,
+    moved,
+    opened,
+    overdraft_limit_set,
+    pending,
+    reversal,
+)
 
 from bank import InvalidCommandError
-from bank.commands import Deposit, OpenAccount, SetOverdraftLimit, Transfer
+from bank.commands import (
+    Deposit,
+    ExpireHolds,
+    OpenAccount,
+    ReverseTransfer,
+    SetOverdraftLimit,
+    Transfer,
+)
 from web.api import MAX_COMMAND_BODY_BYTES
 
 if TYPE_CHECKING:
@@ -115,6 +135,69 @@ def test_an_account_id_of_64_characters_is_accepted_and_65_refused(
         bank.when(OpenAccount("o@example.com", "a" * 65))
 
     assert bank.new_events() == [opened("a" * 64, "o@example.com")]
+
+
+@pytest.mark.parametrize("amount", [1, None], ids=["that cent", "the rest"])
+def test_the_last_cent_of_a_transfer_can_be_reversed(
+    bank: Scenario, amount: int | None
+) -> None:
+    bank.given(
+        opened("A"),
+        opened("B"),
+        deposited("A", 40),
+        *moved(PAID, "A", "B", 40),
+        *reversal(PAID, BACK, "A", "B", 39),
+    )
+
+    result = bank.when(ReverseTransfer(PAID, amount))
+
+    assert result.transfer is not None
+    assert (result.transfer.amount_in_cents, result.transfer.reverses_transfer_id) == (
+        1,
+        PAID,
+    )
+    assert [account.balance_in_cents for account in result.accounts] == [0, 40]
+
+
+def test_expiring_an_accounts_lapsed_holds_answers_what_it_still_holds(
+    bank: Scenario,
+) -> None:
+    now = datetime_now_with_tzinfo()
+    bank.given(
+        opened("A"),
+        opened("B"),
+        deposited("A", 100),
+        *pending(LAPSED, "A", "B", 40, expires_at=now - timedelta(minutes=1)),
+        *pending(OPEN, "A", "B", 30, expires_at=now + timedelta(hours=1)),
+    )
+
+    result = bank.when(ExpireHolds("A"))
+
+    assert (
+        result.account.pending_debits_in_cents,
+        result.account.available_in_cents,
+    ) == (
+        30,
+        70,
+    )
+
+
+def test_raising_the_overdraft_limit_beside_a_hold_answers_what_is_available(
+    bank: Scenario,
+) -> None:
+    bank.given(
+        opened("A"), opened("B"), deposited("A", 100), *pending(OPEN, "A", "B", 30)
+    )
+
+    result = bank.when(SetOverdraftLimit("A", 50))
+
+    assert (
+        result.account.pending_debits_in_cents,
+        result.account.available_in_cents,
+    ) == (
+        30,
+        120,
+    )
 
 
 # Over HTTP.
@@ -361,6 +444,40 @@ def test_a_page_size_outside_1_to_1000_is_refused_naming_the_parameter(
                 "code": "validation_error",
                 "message": f"Query parameter 'limit' {reason}.",
                 "details": {"errors": [{"field": "query.limit", "reason": reason}]},
+            }
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "reason"),
+    [
+        (
+            "/api/accounts/A/statement?from=2026-11-27",
+            "query.from",
+            "must be an RFC 3339 time with a zone, e.g. 2026-11-27T18:00:00Z",
+        ),
+        (
+            "/api/accounts/bad%20id/events",
+            "path.account_id",
+            "must be 1 to 64 letters, digits or any of '-_.:'",
+        ),
+    ],
+    ids=["a time without a zone", "an account id with a space"],
+)
+def test_a_malformed_parameter_is_refused_naming_it_and_why(
+    account_a: FlaskClient, path: str, field: str, reason: str
+) -> None:
+    response = account_a.get(path)
+
+    location, name = field.split(".")
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": f"{location.capitalize()} parameter '{name}' {reason}.",
+                "details": {"errors": [{"field": field, "reason": reason}]},
             }
         },
     )

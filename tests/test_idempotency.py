@@ -216,6 +216,53 @@ def test_a_key_reused_over_http_gets_422_and_stores_nothing(
     assert bank.recorder.max_notification_id() == before
 
 
+def deposits(*amounts: int) -> dict[str, Any]:
+    """A batch of deposits to account 1, as JSON."""
+    return {
+        "batch": [
+            {
+                "command": "account_deposit",
+                "data": {"account_id": 1, "amount_in_cents": a},
+            }
+            for a in amounts
+        ]
+    }
+
+
+def test_a_retried_batch_over_http_is_replayed_with_the_header_and_stores_nothing(
+    client: FlaskClient, flask_app: Flask
+) -> None:
+    post(
+        client, None, "account_open", account_owner_email="a@example.com", account_id=1
+    )
+    key = {"Idempotency-Key": "batch-1"}
+    first = client.post("/api", json=deposits(5, 7), headers=key)
+    bank: BankApplication = flask_app.extensions["bank"]
+    before = bank.recorder.max_notification_id()
+
+    retried = client.post("/api", json=deposits(5, 7), headers=key)
+    reused = client.post("/api", json=deposits(5, 8), headers=key)
+
+    assert (first.status_code, retried.status_code) == (200, 200)
+    assert_replays(first.json, retried.json)
+    assert "Idempotent-Replayed" not in first.headers
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert (reused.status_code, reused.json) == (
+        422,
+        {
+            "error": {
+                "code": "idempotency_key_reused",
+                "message": "This idempotency key was already used for a different "
+                "request.",
+                "details": {"idempotency_key": "batch-1"},
+            }
+        },
+    )
+    assert "Idempotent-Replayed" not in reused.headers
+    assert bank.recorder.max_notification_id() == before
+    assert bank.get_balance("1") == 12
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space"])
 def test_a_malformed_idempotency_key_header_gets_422(
     client: FlaskClient, key: str

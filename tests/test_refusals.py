@@ -6,10 +6,13 @@ the contract; and a refused command stores nothing.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsourcing.domain import datetime_now_with_tzinfo
 from scenario import (
+    BACK,
     HELD,
     PAID,
     closed,
@@ -18,11 +21,13 @@ from scenario import (
     opened,
     overdraft_limit_set,
     pending,
+    reversal,
     voided,
 )
 
-from bank import BankError
+from bank import Account, BankError
 from bank.commands import (
+    Accounts,
     CloseAccount,
     Deposit,
     OpenAccount,
@@ -34,6 +39,7 @@ from bank.commands import (
     Withdraw,
 )
 from bank.domain import ConcurrencyError
+from bank.transfers import Transfer as TransferAggregate
 
 if TYPE_CHECKING:
     from scenario import Fact, Scenario
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 FUNDED = [opened("A"), opened("B"), deposited("A", 100)]
 HOLDING = [*FUNDED, *pending(HELD, "A", "B", 40)]
 PAID_40 = [*FUNDED, *moved(PAID, "A", "B", 40)]
+ALL_BACK = [*PAID_40, *reversal(PAID, BACK, "A", "B", 40)]
+IN_AN_HOUR = datetime_now_with_tzinfo() + timedelta(hours=1)
 
 
 def invalid(field: str, message: str) -> tuple[str, str, dict[str, Any]]:
@@ -264,6 +272,31 @@ REFUSALS: dict[str, tuple[list[Fact], Command, tuple[str, str, dict[str, Any]]]]
             {"transfer_id": HELD, "status": "pending"},
         ),
     ),
+    "reversing a pending transfer that has a timeout": (
+        [*FUNDED, *pending(HELD, "A", "B", 40, expires_at=IN_AN_HOUR)],
+        ReverseTransfer(HELD),
+        (
+            "transfer_not_posted",
+            f"Transfer {HELD} is pending; only a posted transfer can be reversed.",
+            {"transfer_id": HELD, "status": "pending"},
+        ),
+    ),
+    "reversing the rest of a transfer reversed in full": (
+        ALL_BACK,
+        ReverseTransfer(PAID),
+        (
+            "amount_exceeds_transfer",
+            f"Transfer {PAID} has 0 cents left to move; 0 were asked for.",
+            {"transfer_id": PAID, "amount_in_cents": 0, "remaining_in_cents": 0},
+        ),
+    ),
+    "reversing 0 cents of a transfer reversed in full": (
+        ALL_BACK,
+        ReverseTransfer(PAID, 0),
+        invalid(
+            "amount_in_cents", "An amount is between 1 and 1000000000000000 cents."
+        ),
+    ),
     "reversing more than was moved": (
         PAID_40,
         ReverseTransfer(PAID, 41),
@@ -304,4 +337,107 @@ def test_a_concurrency_conflict_says_how_many_attempts_were_made() -> None:
         "The accounts kept changing under this command; gave up after 3 attempts. "
         "Retry later.",
         {"attempts": 3},
+    )
+
+
+def test_an_account_read_before_it_was_opened_names_that_moment(
+    bank: Scenario,
+) -> None:
+    bank.given(opened("A"))
+    moment = datetime_now_with_tzinfo() - timedelta(days=1)
+
+    with pytest.raises(BankError) as refused:
+        bank.app.version_at("A", moment)
+
+    error = refused.value
+    assert (error.code, error.message, error.details) == (
+        "account_not_found",
+        f"There was no account A at {moment.isoformat()}.",
+        {"account_id": "A"},
+    )
+
+
+def test_an_empty_batch_is_refused_naming_the_batch(bank: Scenario) -> None:
+    with pytest.raises(BankError) as refused:
+        bank.app.execute_batch([])
+
+    error = refused.value
+    assert (error.code, error.message, error.details) == (
+        "validation_error",
+        "A batch holds 1 to 1000 commands.",
+        {"field": "batch"},
+    )
+    assert bank.new_events() == []
+
+
+def test_a_malformed_idempotency_key_is_refused_naming_it(bank: Scenario) -> None:
+    bank.given(opened("A"))
+
+    with pytest.raises(BankError) as refused:
+        bank.app.execute(Deposit("A", 5), idempotency_key="has space")
+
+    error = refused.value
+    assert (error.code, error.message, error.details) == (
+        "validation_error",
+        "An idempotency key is 1 to 255 visible ASCII characters.",
+        {"field": "idempotency_key"},
+    )
+    assert bank.new_events() == []
+
+
+def test_a_key_reused_for_another_command_is_refused_naming_the_key(
+    bank: Scenario,
+) -> None:
+    bank.given(opened("A"))
+    bank.app.execute(Deposit("A", 5), idempotency_key="k-7")
+    bank.given()
+
+    with pytest.raises(BankError) as refused:
+        bank.app.execute(Withdraw("A", 5), idempotency_key="k-7")
+
+    error = refused.value
+    assert (error.code, error.message, error.details) == (
+        "idempotency_key_reused",
+        "This idempotency key was already used for a different request.",
+        {"idempotency_key": "k-7"},
+    )
+    assert bank.new_events() == []
+
+
+def test_a_transfer_that_has_not_lapsed_cannot_be_recorded_as_expired() -> None:
+    posted = TransferAggregate.make(PAID, "A", "B", "USD", 40)
+    held = TransferAggregate.make(
+        HELD, "A", "B", "USD", 40, is_pending=True, expires_at=IN_AN_HOUR
+    )
+
+    refusals = []
+    for transfer in (posted, held):
+        with pytest.raises(BankError) as refused:
+            transfer.expire(datetime_now_with_tzinfo())
+        refusals.append((refused.value.message, refused.value.details))
+
+    assert refusals == [
+        (
+            f"Transfer {PAID} is posted, not pending.",
+            {"transfer_id": PAID, "status": "posted"},
+        ),
+        (
+            f"Transfer {HELD} is pending, not pending.",
+            {"transfer_id": HELD, "status": "pending"},
+        ),
+    ]
+    assert [len(t.pending_events) for t in (posted, held)] == [1, 1]
+
+
+def test_a_unit_of_work_without_a_transfer_store_finds_no_transfer() -> None:
+    accounts = Accounts(
+        load=lambda account_id: Account.open("a@example.com", account_id)
+    )
+
+    with pytest.raises(BankError) as refused:
+        accounts.transfer(HELD)
+
+    assert (refused.value.code, refused.value.details) == (
+        "transfer_not_found",
+        {"transfer_id": HELD},
     )

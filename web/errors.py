@@ -58,8 +58,8 @@ RETRY_AFTER_SECONDS = {
     "read_model_rebuilding": "5",
     "too_many_streams": "5",
 }
+# Any other status under 500 is a bad_request; from 500 up, an internal_error.
 CODE_BY_HTTP_STATUS = {
-    400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
