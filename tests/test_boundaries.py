@@ -26,6 +26,7 @@ from bank.commands import (
     Deposit,
     ExpireHolds,
     OpenAccount,
+    PostTransfer,
     ReverseTransfer,
     SetOverdraftLimit,
     Transfer,
@@ -197,6 +198,21 @@ def test_raising_the_overdraft_limit_beside_a_hold_answers_what_is_available(
     ) == (
         30,
         120,
+    )
+
+
+def test_a_transfers_answer_carries_the_transfers_version(bank: Scenario) -> None:
+    bank.given(opened("A"), opened("B"), deposited("A", 100))
+
+    held = bank.when(Transfer("A", "B", 60, pending=True))
+    assert held.transfer is not None
+    posted = bank.when(PostTransfer(held.transfer.transfer_id, 50))
+
+    assert posted.transfer is not None
+    assert (held.transfer.version, posted.transfer.version) == (1, 2)
+    assert (posted.transfer.status, posted.transfer.posted_amount_in_cents) == (
+        "posted",
+        50,
     )
 
 
