@@ -36,7 +36,8 @@ bench: $(INSTALLED)
 
 # Mutation testing (not part of `make test`): every rule of bank/ and web/
 # changed one at a time against the fast tests; prints the score per module.
-# `make mutation MODULES="bank/domain.py web/errors.py"` runs only those.
+# `make mutation MODULES="bank/domain.py web/errors.py"` runs only those;
+# MUTATION_ARGS=--report-only prints the last results again.
 # CPython 3.10 and 3.11 can crash in ContextVar.set under mutmut's trampolines
 # (a garbage-collection bug in its HAMT, python/cpython#148891), so this takes
 # the first Python 3.12 or newer it finds; MUTATION_PYTHON=... chooses one.
@@ -45,7 +46,7 @@ MUTATION_PYTHON ?= $(firstword $(foreach p,$(PYTHON) python3.14 python3.13 pytho
 	$(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3), \
 	$(shell $(p) -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && echo $(p))))
 mutation: $(MUTATION_VENV)/.installed
-	$(MUTATION_VENV)/bin/python -m mutation $(MODULES)
+	$(MUTATION_VENV)/bin/python -m mutation $(MUTATION_ARGS) $(MODULES)
 
 $(MUTATION_VENV)/.installed: pyproject.toml
 	@test -n "$(MUTATION_PYTHON)" || { echo "make mutation needs Python 3.12 or newer (MUTATION_PYTHON=...)"; exit 1; }

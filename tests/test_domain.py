@@ -91,6 +91,8 @@ def test_a_copy_of_an_account_takes_events_without_changing_the_original() -> No
 def test_the_same_public_id_always_names_the_same_aggregate() -> None:
     assert Account.create_id("123") == Account.create_id("123")
     assert Account.create_id("123") != Account.create_id("124")
+    # In every process and release: stored accounts are found by it.
+    assert str(Account.create_id("123")) == "0f29d29e-aea2-55b5-bf5f-b417f6f7d7be"
 
 
 def test_opening_an_id_that_exists_is_refused_and_stores_nothing(

@@ -388,3 +388,10 @@ def test_a_key_first_used_for_a_deposit_is_refused_for_a_withdrawal_of_the_same_
         app.withdraw("A", 100, idempotency_key="k")
 
     assert app.event_log.head() == before
+
+
+def test_a_key_names_the_same_record_in_every_process_and_release() -> None:
+    # Else a retry sent across an upgrade would not find its first execution.
+    assert str(IdempotencyRecord.create_id("k-1")) == (
+        "536b7969-1434-55c5-97c8-068b8ce4f4d0"
+    )

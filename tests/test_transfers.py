@@ -55,6 +55,7 @@ from bank.transfers import (
     TransferNotPendingError,
     TransferNotPostedError,
 )
+from bank.transfers import Transfer as TransferAggregate
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -624,3 +625,11 @@ def test_a_reversal_needs_the_payees_funds(bank: Scenario) -> None:
 
     assert refused.value.details["account_id"] == "B"
     assert bank.new_events() == []
+
+
+def test_a_transfer_id_names_the_same_aggregate_in_every_process_and_release() -> None:
+    # Else a stored transfer would not be found after an upgrade.
+    held = "00000000-0000-4000-8000-000000000002"
+    assert str(TransferAggregate.create_id(held)) == (
+        "56e3047e-60ce-5d51-b09a-141e9460419b"
+    )
