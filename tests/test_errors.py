@@ -263,3 +263,122 @@ def test_an_unreachable_database_is_503_with_advice_to_retry_in_5_seconds(
     assert response.headers["Retry-After"] == "5"
     [record] = [r for r in caplog.records if r.name == "web.errors"]
     assert record.getMessage().startswith("database unavailable: ")
+
+
+def bad_request(message: str, details: dict[str, Any] | None = None) -> Any:
+    """A 400's JSON body."""
+    error: dict[str, Any] = {"code": "bad_request", "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+KEY_100, KEY_101 = "k" * 100, "k" * 101
+CUT = KEY_100 + "..."
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "answer"),
+    [
+        (
+            b'{"command": "account_open"}',
+            "text/plain",
+            415,
+            {
+                "error": {
+                    "code": "unsupported_media_type",
+                    "message": "Send the body as Content-Type: application/json.",
+                }
+            },
+        ),
+        (
+            b"[1, 2]",
+            "application/json",
+            400,
+            bad_request("The body must be a JSON object."),
+        ),
+        (
+            b'{"a": 1, "a": 2}',
+            "application/json",
+            400,
+            bad_request(
+                "The body repeats the key 'a'; each key may appear once.", {"key": "a"}
+            ),
+        ),
+        (
+            f'{{"{KEY_100}": 1, "{KEY_100}": 2}}'.encode(),
+            "application/json",
+            400,
+            bad_request(
+                f"The body repeats the key {KEY_100!r}; each key may appear once.",
+                {"key": KEY_100},
+            ),
+        ),
+        (
+            f'{{"{KEY_101}": 1, "{KEY_101}": 2}}'.encode(),
+            "application/json",
+            400,
+            bad_request(
+                f"The body repeats the key {CUT!r}; each key may appear once.",
+                {"key": CUT},
+            ),
+        ),
+        (
+            b'{"command": "\x00"}',
+            "application/json",
+            400,
+            bad_request("The body must be UTF-8 JSON, without a byte-order mark."),
+        ),
+        (
+            b'\xef\xbb\xbf{"command": "account_open"}',
+            "application/json",
+            400,
+            bad_request("The body must be UTF-8 JSON, without a byte-order mark."),
+        ),
+    ],
+    ids=[
+        "not JSON's type",
+        "an array",
+        "a repeated key",
+        "a repeated key of 100",
+        "a repeated key of 101",
+        "a NUL byte",
+        "a byte-order mark",
+    ],
+)
+def test_a_malformed_body_is_answered_exactly_and_stores_nothing(
+    client: FlaskClient,
+    flask_app: Flask,
+    body: bytes,
+    content_type: str,
+    status: int,
+    answer: Any,
+) -> None:
+    before = flask_app.extensions["bank"].recorder.max_notification_id()
+
+    response = client.post("/api", data=body, content_type=content_type)
+
+    assert (response.status_code, response.json) == (status, answer)
+    assert flask_app.extensions["bank"].recorder.max_notification_id() == before
+
+
+def test_a_malformed_idempotency_key_header_is_refused_naming_the_header(
+    client: FlaskClient,
+) -> None:
+    open_a = {"command": "account_open", "data": {"account_owner_email": "a@b.co"}}
+
+    response = client.post("/api", json=open_a, headers={"Idempotency-Key": "a b"})
+
+    reason = "must be 1 to 255 visible ASCII characters"
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": f"The Idempotency-Key header {reason}.",
+                "details": {
+                    "errors": [{"field": "headers.Idempotency-Key", "reason": reason}]
+                },
+            }
+        },
+    )

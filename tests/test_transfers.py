@@ -633,3 +633,21 @@ def test_a_transfer_id_names_the_same_aggregate_in_every_process_and_release() -
     assert str(TransferAggregate.create_id(held)) == (
         "56e3047e-60ce-5d51-b09a-141e9460419b"
     )
+
+
+def test_a_pending_transfer_reads_expired_from_its_expiry_exactly() -> None:
+    expires_at = datetime_now_with_tzinfo() + timedelta(hours=1)
+    held = "00000000-0000-4000-8000-000000000002"
+    transfer = TransferAggregate.make(
+        held, "A", "B", "USD", 40, is_pending=True, expires_at=expires_at
+    )
+    just_before = expires_at - timedelta(microseconds=1)
+
+    assert (transfer.is_lapsed(just_before), transfer.status_at(just_before)) == (
+        False,
+        "pending",
+    )
+    assert (transfer.is_lapsed(expires_at), transfer.status_at(expires_at)) == (
+        True,
+        "expired",
+    )
