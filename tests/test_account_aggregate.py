@@ -9,12 +9,17 @@ from __future__ import annotations
 import copy
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import pytest
 from eventsourcing.domain import datetime_now_with_tzinfo
 
-from bank import Account, InvalidCommandError
+from bank import Account, BankError, InvalidCommandError
+from bank.commands import Accounts, OpenAccount
 from bank.domain import in_utc
+
+if TYPE_CHECKING:
+    from scenario import Scenario
 
 HOLD = "00000000-0000-4000-8000-00000000000a"
 
@@ -131,3 +136,31 @@ def test_a_refused_account_id_is_echoed_in_its_first_100_characters() -> None:
         Account.open("a@example.com", "x" * 1000)
 
     assert refusal.value.details == {"field": "account_id", "value": "'" + "x" * 99}
+
+
+# The unit of work the commands run in.
+
+
+def test_a_unit_of_work_decides_at_the_moment_it_is_given() -> None:
+    moment = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+    accounts = Accounts(
+        load=lambda account_id: Account.open("a@example.com", account_id)
+    )
+
+    assert Accounts(accounts.get, now=moment).now == moment
+    assert accounts.now == accounts.now  # read from the clock once
+
+
+def test_opening_one_id_twice_in_a_batch_is_refused_naming_it(bank: Scenario) -> None:
+    batch = [OpenAccount("a@example.com", "A"), OpenAccount("b@example.com", "A")]
+
+    with pytest.raises(BankError) as refused:
+        bank.app.execute_batch(batch)
+
+    assert (refused.value.code, refused.value.details, refused.value.command_index) == (
+        "account_already_exists",
+        {"account_id": "A"},
+        1,
+    )
+    assert bank.new_events() == []

@@ -497,3 +497,113 @@ def test_a_malformed_parameter_is_refused_naming_it_and_why(
             }
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "reason"),
+    [
+        ("", "owner_email", "is required"),
+        ("?owner_email=nope", "owner_email", "must be an email address"),
+        (
+            "?owner_email=a@example.com&cursor=bad%20cursor",
+            "cursor",
+            "must be a cursor from a previous page",
+        ),
+        ("?owner_email=a@example.com&limit=0", "limit", "must be from 1 to 1000"),
+    ],
+    ids=["no owner", "not an email", "a made-up cursor", "a page of none"],
+)
+def test_listing_accounts_needs_an_owners_email_and_says_what_is_wrong(
+    account_a: FlaskClient, query: str, name: str, reason: str
+) -> None:
+    response = account_a.get(f"/api/accounts{query}")
+
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": f"Query parameter '{name}' {reason}.",
+                "details": {"errors": [{"field": f"query.{name}", "reason": reason}]},
+            }
+        },
+    )
+
+
+def test_listing_accounts_pages_by_the_limit_asked_for(account_a: FlaskClient) -> None:
+    for account_id in ("B", "C"):
+        data = {"account_owner_email": "a@example.com", "account_id": account_id}
+        account_a.post("/api", json={"command": "account_open", "data": data})
+
+    first = account_a.get("/api/accounts?owner_email=a@example.com&limit=2")
+    assert first.json is not None
+    rest = account_a.get(
+        f"/api/accounts?owner_email=a@example.com&limit=2&cursor={first.json['next_cursor']}"
+    )
+
+    assert rest.json is not None
+    pages = [first.json["accounts"], rest.json["accounts"]]
+    assert [[account["account_id"] for account in page] for page in pages] == [
+        ["A", "B"],
+        ["C"],
+    ]
+    assert rest.json["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "reason"),
+    [
+        (
+            "/api/accounts/A?version=2&as_of=2026-11-27T18:00:00Z",
+            "as_of",
+            "cannot be combined with version",
+        ),
+        (
+            "/api/accounts/A/transfers?status=lost",
+            "status",
+            "must be one of pending, posted, voided, expired",
+        ),
+        ("/api/accounts/A/transfers?cursor=x", "cursor", "must be a whole number"),
+        ("/api/accounts/A/statement?cursor=-1", "cursor", "must be a whole number"),
+        ("/api/accounts/A/statement?limit=1001", "limit", "must be from 1 to 1000"),
+    ],
+    ids=["version and as_of", "an unknown status", "a cursor", "a cursor", "a limit"],
+)
+def test_a_reads_query_parameters_are_checked_naming_each(
+    account_a: FlaskClient, path: str, name: str, reason: str
+) -> None:
+    response = account_a.get(path)
+
+    assert (response.status_code, response.json) == (
+        422,
+        {
+            "error": {
+                "code": "validation_error",
+                "message": f"Query parameter '{name}' {reason}.",
+                "details": {"errors": [{"field": f"query.{name}", "reason": reason}]},
+            }
+        },
+    )
+
+
+@pytest.mark.parametrize("route", ["statement", "transfers"])
+def test_statements_and_transfer_lists_page_by_the_limit_asked_for(
+    account_a: FlaskClient, route: str
+) -> None:
+    data = {"account_owner_email": "b@example.com", "account_id": "B"}
+    account_a.post("/api", json={"command": "account_open", "data": data})
+    account_a.post("/api", json={"batch": [deposit(50)] * 3})
+    move = {"from_account_id": "A", "to_account_id": "B", "amount_in_cents": 10}
+    for _ in range(3):
+        account_a.post("/api", json={"command": "account_transfer", "data": move})
+    key = {"statement": "lines", "transfers": "transfers"}[route]
+
+    first = account_a.get(f"/api/accounts/A/{route}?limit=2")
+    assert first.json is not None
+    cursor = first.json["next_cursor"]
+    rest = account_a.get(f"/api/accounts/A/{route}?limit=2&cursor={cursor}")
+
+    assert rest.json is not None
+    sizes = [len(first.json[key]), len(rest.json[key])]
+    assert sizes == ([2, 2] if route == "statement" else [2, 1])
+    assert cursor is not None
