@@ -98,9 +98,9 @@ def tallies(equivalent: dict[str, str], root: Path = MUTANTS) -> dict[str, Tally
     extra = root / EXTRA_RESULTS.name
     if extra.exists():
         for result in json.loads(extra.read_text()):
-            outcome = {"killed": "killed", "timeout": "timeout"}.get(
-                result["status"],
-                "no_tests" if result["status"] == "no_tests" else "survived",
+            status = result["status"]
+            outcome = (
+                status if status in {"killed", "timeout", "no_tests"} else "survived"
             )
             _count(by_module[result["module"]], result["id"], outcome, equivalent)
     return dict(sorted(by_module.items()))

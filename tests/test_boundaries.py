@@ -230,6 +230,17 @@ def deposit(amount: Any, **extra: Any) -> dict[str, Any]:
     return {"command": "account_deposit", "data": data}
 
 
+def bad_query(name: str, reason: str) -> dict[str, Any]:
+    """The 422 body refusing query parameter `name` for this reason."""
+    return {
+        "error": {
+            "code": "validation_error",
+            "message": f"Query parameter '{name}' {reason}.",
+            "details": {"errors": [{"field": f"query.{name}", "reason": reason}]},
+        }
+    }
+
+
 @pytest.fixture
 def account_a(client: FlaskClient) -> FlaskClient:
     """A client of a bank with account A, empty."""
@@ -453,16 +464,7 @@ def test_a_page_size_outside_1_to_1000_is_refused_naming_the_parameter(
     if reason is None:  # leading zeros are only zeros
         assert response.status_code == 200
         return
-    assert (response.status_code, response.json) == (
-        422,
-        {
-            "error": {
-                "code": "validation_error",
-                "message": f"Query parameter 'limit' {reason}.",
-                "details": {"errors": [{"field": "query.limit", "reason": reason}]},
-            }
-        },
-    )
+    assert (response.status_code, response.json) == (422, bad_query("limit", reason))
 
 
 @pytest.mark.parametrize(
@@ -518,16 +520,7 @@ def test_listing_accounts_needs_an_owners_email_and_says_what_is_wrong(
 ) -> None:
     response = account_a.get(f"/api/accounts{query}")
 
-    assert (response.status_code, response.json) == (
-        422,
-        {
-            "error": {
-                "code": "validation_error",
-                "message": f"Query parameter '{name}' {reason}.",
-                "details": {"errors": [{"field": f"query.{name}", "reason": reason}]},
-            }
-        },
-    )
+    assert (response.status_code, response.json) == (422, bad_query(name, reason))
 
 
 def test_listing_accounts_pages_by_the_limit_asked_for(account_a: FlaskClient) -> None:
@@ -574,16 +567,7 @@ def test_a_reads_query_parameters_are_checked_naming_each(
 ) -> None:
     response = account_a.get(path)
 
-    assert (response.status_code, response.json) == (
-        422,
-        {
-            "error": {
-                "code": "validation_error",
-                "message": f"Query parameter '{name}' {reason}.",
-                "details": {"errors": [{"field": f"query.{name}", "reason": reason}]},
-            }
-        },
-    )
+    assert (response.status_code, response.json) == (422, bad_query(name, reason))
 
 
 @pytest.mark.parametrize("route", ["statement", "transfers"])
